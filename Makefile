@@ -1,0 +1,31 @@
+GO ?= go
+PKGS_UNIT := $(shell $(GO) list ./... | grep -v /e2e)
+
+.PHONY: build test unit e2e vet demo bench clean
+
+build:
+	$(GO) build -o bin/pgwarden ./cmd/pgwarden
+	$(GO) build -o bin/pgwarden-demo ./cmd/pgwarden-demo
+
+vet:
+	$(GO) vet ./...
+
+# The whole suite: vet, unit and integration tests, then the e2e tests
+# (real etcd, PostgreSQL and daemons), run on their own so their timing
+# is not disturbed by the other packages.
+test: vet unit e2e
+
+unit:
+	$(GO) test -count=1 -timeout 15m $(PKGS_UNIT)
+
+e2e:
+	$(GO) test -count=1 -timeout 25m -v ./e2e/
+
+demo: build
+	./bin/pgwarden-demo --binary bin/pgwarden
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./restapi/ ./ha/
+
+clean:
+	rm -rf bin

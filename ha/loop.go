@@ -1,0 +1,773 @@
+package ha
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/dcs"
+	"github.com/pgwarden/pgwarden/postgres"
+	"github.com/pgwarden/pgwarden/status"
+)
+
+// DCS is what the loop needs of the cluster state store.
+type DCS interface {
+	RefreshLease(ctx context.Context) (bool, error)
+	LeaseID() int64
+	SetTTL(ttl time.Duration)
+	Snapshot(ctx context.Context) (*dcs.Cluster, error)
+	TouchMember(ctx context.Context, m dcs.Member) error
+	AcquireLeader(ctx context.Context) (bool, error)
+	ReclaimLeader(ctx context.Context) (bool, error)
+	DeleteLeader(ctx context.Context) (bool, error)
+	Initialize(ctx context.Context, sysid string, create bool) (bool, error)
+	CancelInitialization(ctx context.Context) error
+	SetConfig(ctx context.Context, cfg map[string]any, prevRevision int64) (bool, error)
+	WriteStatus(ctx context.Context, s dcs.Status) error
+	Watch(ctx context.Context) <-chan struct{}
+}
+
+// Postgres is what the loop needs of the local instance.
+type Postgres interface {
+	DataDirEmpty() (bool, error)
+	Initdb(ctx context.Context) error
+	CreateRoles(ctx context.Context) error
+	Basebackup(ctx context.Context, from postgres.ConnInfo) error
+	WriteConfig(standby bool, upstream *postgres.ConnInfo) error
+	Start(ctx context.Context, timeout time.Duration) error
+	Stop(ctx context.Context, mode string, timeout time.Duration) error
+	IsRunning() bool
+	Observe(ctx context.Context) (postgres.State, error)
+	Promote(ctx context.Context, timeout time.Duration) error
+	Follow(ctx context.Context, upstream postgres.ConnInfo) (bool, error)
+	ControlData() (postgres.ControlData, error)
+	MoveAside() (string, error)
+	TimelineSwitchpoint(ctx context.Context, upstream postgres.ConnInfo, tli int) (int64, bool, error)
+	Reload(ctx context.Context) error
+}
+
+// Config is the loop's fixed configuration.
+type Config struct {
+	Name               string
+	Scope              string
+	Version            string
+	ConnURL            string // postgres://host:port/postgres
+	APIURL             string // http://host:port/patroni
+	Tags               config.Tags
+	Bootstrap          config.Dynamic // bootstrap.dcs: used until the config key exists, and written to it
+	StartTimeout       time.Duration  // pg_ctl start wait (default 60s)
+	MaxPrimaryRestarts int            // default 3
+}
+
+// Loop runs the HA cycle for one member.
+type Loop struct {
+	cfg   Config
+	dcs   DCS
+	pg    Postgres
+	board *status.Board
+	log   *slog.Logger
+	now   func() time.Time
+	http  *http.Client
+
+	mem         Memory
+	renewedAt   time.Time // start of the last successful lease renewal
+	dcsLastSeen time.Time
+	cluster     *dcs.Cluster
+	settings    Settings
+	lastPlan    string
+	lastDCSErr  string
+	guard       *leaseGuard
+	wake        chan struct{}
+	retrySoon   bool
+	reloadReq   atomic.Pointer[config.Tags]
+}
+
+// New builds a loop. board receives the status after every cycle.
+func New(cfg Config, d DCS, pg Postgres, board *status.Board, log *slog.Logger) *Loop {
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = 60 * time.Second
+	}
+	if cfg.MaxPrimaryRestarts == 0 {
+		cfg.MaxPrimaryRestarts = 3
+	}
+	l := &Loop{cfg: cfg, dcs: d, pg: pg, board: board, log: log, now: time.Now,
+		http: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
+		wake: make(chan struct{}, 1)}
+	l.settings = l.settingsFrom(nil)
+	l.guard = newLeaseGuard(l.fence)
+	return l
+}
+
+// Wake makes the loop run a cycle at once.
+func (l *Loop) Wake() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run cycles until ctx is cancelled, then shuts down gracefully: stops
+// PostgreSQL cleanly and gives up the leader key so a replica takes over
+// at once.
+func (l *Loop) Run(ctx context.Context) error {
+	watchCtx, cancelWatch := context.WithCancel(context.Background())
+	defer cancelWatch()
+	events := l.dcs.Watch(watchCtx)
+	go l.watchPostgres(watchCtx)
+
+	for {
+		l.cycle(ctx)
+		wait := l.settings.LoopWait
+		if l.retrySoon {
+			wait = min(wait, time.Second)
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			l.shutdown()
+			return nil
+		case <-events:
+		case <-l.wake:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+// watchPostgres notices within a fraction of a second that the postmaster
+// went away, instead of at the next loop tick.
+func (l *Loop) watchPostgres(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	prev := l.pg.IsRunning()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cur := l.pg.IsRunning()
+		if prev && !cur {
+			l.Wake()
+		}
+		prev = cur
+	}
+}
+
+func (l *Loop) opTimeout() time.Duration {
+	return max(time.Second, min(l.settings.RetryTimeout, l.settings.TTL/3))
+}
+
+// Reload asks the loop to apply new tags and rewrite PostgreSQL's
+// configuration (after the caller changed its parameters) at the start of
+// the next cycle, which it runs at once.
+func (l *Loop) Reload(tags config.Tags) {
+	l.reloadReq.Store(&tags)
+	l.Wake()
+}
+
+func (l *Loop) applyReload(ctx context.Context) {
+	tags := l.reloadReq.Swap(nil)
+	if tags == nil {
+		return
+	}
+	l.cfg.Tags = *tags
+	l.settings.NoFailover, l.settings.CloneFrom = tags.NoFailover, tags.CloneFrom
+	if !l.pg.IsRunning() {
+		return
+	}
+	st, err := l.pg.Observe(ctx)
+	if err != nil {
+		l.log.Warn("reload: observing PostgreSQL", "err", err)
+		return
+	}
+	var up *postgres.ConnInfo
+	if host, port, err := net.SplitHostPort(l.mem.Upstream); err == nil {
+		p, _ := strconv.Atoi(port)
+		up = &postgres.ConnInfo{Host: host, Port: p}
+	}
+	if err := l.pg.WriteConfig(st.InRecovery, up); err != nil {
+		l.log.Error("reload: writing PostgreSQL configuration", "err", err)
+		return
+	}
+	if err := l.pg.Reload(ctx); err != nil {
+		l.log.Error("reload: reloading PostgreSQL", "err", err)
+	}
+}
+
+func (l *Loop) cycle(ctx context.Context) {
+	l.retrySoon = false
+	l.applyReload(ctx)
+	var p Plan
+	var obs Observation
+	for round := 0; round < 3; round++ {
+		obs = l.observe(ctx)
+		p = Decide(obs)
+		if s := p.String(); s != l.lastPlan {
+			l.log.Info("decision", "plan", s)
+			l.lastPlan = s
+		}
+		if len(p.Actions) == 0 {
+			break
+		}
+		l.publish(obs, p.State)
+		reobserve := l.execute(ctx, p, obs)
+		if !reobserve {
+			obs = l.observe(ctx)
+			break
+		}
+	}
+	l.afterCycle(ctx, obs, p)
+}
+
+func (l *Loop) observe(ctx context.Context) Observation {
+	o := Observation{Name: l.cfg.Name, Memory: l.mem}
+	opCtx, cancel := context.WithTimeout(ctx, l.opTimeout())
+	start := l.now()
+	newLease, err := l.dcs.RefreshLease(opCtx)
+	cancel()
+	if err == nil {
+		l.renewedAt = start
+		if newLease {
+			l.log.Info("granted a new etcd lease", "lease", fmt.Sprintf("%x", l.dcs.LeaseID()))
+		}
+	}
+	var cluster *dcs.Cluster
+	if err == nil {
+		opCtx, cancel = context.WithTimeout(ctx, l.opTimeout())
+		cluster, err = l.dcs.Snapshot(opCtx)
+		cancel()
+	}
+	if err != nil {
+		if msg := err.Error(); msg != l.lastDCSErr {
+			l.log.Warn("etcd is not answering", "err", err)
+			l.lastDCSErr = msg
+		}
+		l.retrySoon = true
+	} else {
+		if l.lastDCSErr != "" {
+			l.log.Info("etcd answers again")
+			l.lastDCSErr = ""
+		}
+		l.dcsLastSeen = time.Now()
+		l.cluster = cluster
+		l.applySettings(cluster)
+	}
+	o.Cluster = cluster
+	o.LeaseID = l.dcs.LeaseID()
+	o.Settings = l.settings
+	if !l.renewedAt.IsZero() {
+		o.LeaderUntil = l.renewedAt.Add(l.settings.TTL - safetyMargin(l.settings.TTL))
+	}
+
+	pgCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	st, err := l.pg.Observe(pgCtx)
+	cancel()
+	if err != nil {
+		l.log.Debug("observing PostgreSQL", "err", err)
+	}
+	o.PG = st
+	empty, err := l.pg.DataDirEmpty()
+	if err != nil {
+		l.log.Warn("reading the data directory", "err", err)
+	}
+	o.DataDirEmpty = empty
+	if !st.Running && !empty {
+		if cd, err := l.pg.ControlData(); err == nil {
+			o.Control = &cd
+		}
+	}
+	o.Now = l.now()
+
+	if cluster != nil {
+		if cluster.Leader == nil && st.Running && st.InRecovery && !l.settings.NoFailover {
+			o.Peers = askPeers(ctx, l.http, l.cfg.Name, cluster.Members, min(time.Second, l.settings.LoopWait))
+			o.Now = l.now()
+		}
+		if leader := cluster.LeaderMember(); leader != nil && leader.Name != l.cfg.Name && o.Control != nil &&
+			leader.Timeline > o.Control.CheckpointTLI && o.Control.State == "shut down" {
+			if src := sourceOf(leader); src != nil {
+				spCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				sp, found, err := l.pg.TimelineSwitchpoint(spCtx, src.ConnInfo, o.Control.CheckpointTLI)
+				cancel()
+				if err != nil {
+					l.log.Warn("reading the leader's timeline history", "leader", leader.Name, "err", err)
+				} else if found {
+					o.Switchpoint, o.SwitchpointKnown = sp, true
+				}
+			}
+		}
+	}
+	return o
+}
+
+// safetyMargin is how long before the etcd lease can expire that a
+// primary without a renewal stops accepting writes.
+func safetyMargin(ttl time.Duration) time.Duration {
+	return min(max(ttl/5, time.Second), 5*time.Second)
+}
+
+func (l *Loop) settingsFrom(c *dcs.Cluster) Settings {
+	dyn := l.cfg.Bootstrap
+	if c != nil && c.Config != nil {
+		if d, err := config.DynamicFromMap(c.Config); err == nil {
+			dyn = d
+		} else if l.log != nil {
+			l.log.Warn("ignoring the dynamic configuration in etcd", "err", err)
+		}
+	}
+	return Settings{
+		TTL:                  dyn.TTL,
+		LoopWait:             dyn.LoopWait,
+		RetryTimeout:         dyn.RetryTimeout,
+		MaximumLagOnFailover: dyn.MaximumLagOnFailover,
+		NoFailover:           l.cfg.Tags.NoFailover,
+		CloneFrom:            l.cfg.Tags.CloneFrom,
+		MaxPrimaryRestarts:   l.cfg.MaxPrimaryRestarts,
+		StreamingGrace:       max(dyn.TTL, 10*time.Second),
+	}
+}
+
+func (l *Loop) applySettings(c *dcs.Cluster) {
+	s := l.settingsFrom(c)
+	if s.TTL != l.settings.TTL {
+		l.log.Info("ttl changed", "from", l.settings.TTL, "to", s.TTL)
+		l.dcs.SetTTL(s.TTL)
+	}
+	l.settings = s
+}
+
+// fence runs on the guard's timer: the leader lease was not renewed in
+// time, so PostgreSQL must stop accepting writes before it can expire.
+func (l *Loop) fence(deadline time.Time) {
+	if !l.pg.IsRunning() {
+		return
+	}
+	l.log.Error("leader lease not renewed in time: stopping PostgreSQL at once so no two primaries accept writes",
+		"deadline_passed_by", l.now().Sub(deadline).Round(time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := l.pg.Stop(ctx, "immediate", 20*time.Second); err != nil {
+		l.log.Error("stopping PostgreSQL after the lease ran out", "err", err)
+	}
+	l.Wake()
+}
+
+// execute performs the plan's actions in order and reports whether the
+// world changed so that the loop should observe and decide again now.
+func (l *Loop) execute(ctx context.Context, p Plan, o Observation) bool {
+	for _, a := range p.Actions {
+		again, err := l.perform(ctx, a, o)
+		if err != nil {
+			l.log.Error("action failed", "action", a.String(), "err", err)
+			l.retrySoon = true
+			return false
+		}
+		if again {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *Loop) dcsCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, l.opTimeout())
+}
+
+func (l *Loop) perform(ctx context.Context, a Action, o Observation) (bool, error) {
+	switch a.Kind {
+	case Bootstrap:
+		return l.bootstrap(ctx)
+	case Clone, Reclone:
+		if a.Kind == Reclone {
+			if l.pg.IsRunning() {
+				if err := l.pg.Stop(ctx, "fast", 60*time.Second); err != nil {
+					return false, err
+				}
+			}
+			moved, err := l.pg.MoveAside()
+			if err != nil {
+				return false, fmt.Errorf("moving the old data directory aside: %w", err)
+			}
+			l.log.Warn("old data directory moved aside, not deleted", "path", moved)
+		}
+		if err := l.pg.Basebackup(ctx, a.Source.ConnInfo); err != nil {
+			return false, fmt.Errorf("cloning from %s: %w", a.Source.Name, err)
+		}
+		l.log.Info("cloned data directory", "from", a.Source.Name)
+		if err := l.pg.Start(ctx, l.cfg.StartTimeout); err != nil {
+			return false, err
+		}
+		l.mem.Upstream = upstreamKey(a.Source)
+		l.mem.NotStreamingSince = time.Time{}
+		return true, nil
+	case AcquireLeader:
+		c, cancel := l.dcsCtx(ctx)
+		defer cancel()
+		ok, err := l.dcs.AcquireLeader(c)
+		if err != nil {
+			return false, err
+		}
+		if !ok {
+			l.log.Info("lost the leader race")
+			return true, nil
+		}
+		l.log.Info("took the leader key", "reason", "leader race won")
+		l.mem.WasLeader = true
+		return true, nil
+	case ReclaimLeader:
+		c, cancel := l.dcsCtx(ctx)
+		defer cancel()
+		ok, err := l.dcs.ReclaimLeader(c)
+		if err != nil {
+			return false, err
+		}
+		if ok {
+			l.mem.WasLeader = true
+			l.log.Info("rebound the leader key to our lease")
+		}
+		return true, nil
+	case ReleaseLeader:
+		c, cancel := l.dcsCtx(ctx)
+		defer cancel()
+		if _, err := l.dcs.DeleteLeader(c); err != nil {
+			return false, err
+		}
+		l.log.Warn("released the leader key")
+		l.mem.WasLeader = false
+		l.mem.PrimaryRestarts = 0
+		l.guard.Disarm()
+		return true, nil
+	case WriteInitialize:
+		return true, l.writeInitialize(ctx, o.PG.SystemID)
+	case Promote:
+		if err := l.pg.Promote(ctx, 60*time.Second); err != nil {
+			return false, fmt.Errorf("promoting: %w", err)
+		}
+		l.log.Warn("role change: promoted to primary", "reason", "holds the leader key")
+		l.mem.Upstream = ""
+		l.mem.NotStreamingSince = time.Time{}
+		return true, nil
+	case StartPrimary:
+		l.mem.PrimaryRestarts++
+		if err := l.pg.WriteConfig(false, nil); err != nil {
+			return false, err
+		}
+		if err := l.pg.Start(ctx, l.cfg.StartTimeout); err != nil {
+			return false, err
+		}
+		return true, nil
+	case StartStandby:
+		var up *postgres.ConnInfo
+		if a.Source != nil {
+			up = &a.Source.ConnInfo
+		}
+		if err := l.pg.WriteConfig(true, up); err != nil {
+			return false, err
+		}
+		if err := l.pg.Start(ctx, l.cfg.StartTimeout); err != nil {
+			return false, err
+		}
+		l.mem.Upstream = upstreamKey(a.Source)
+		l.mem.NotStreamingSince = time.Time{}
+		if a.Source != nil {
+			l.log.Info("role change: started as standby", "leader", a.Source.Name)
+		}
+		return true, nil
+	case Follow:
+		restarted, err := l.pg.Follow(ctx, a.Source.ConnInfo)
+		if err != nil {
+			return false, err
+		}
+		l.mem.Upstream = upstreamKey(a.Source)
+		l.mem.NotStreamingSince = time.Time{}
+		l.log.Info("role change: following leader", "leader", a.Source.Name, "restarted", restarted)
+		return false, nil
+	case Stop:
+		wasPrimary := o.PG.Running && !o.PG.InRecovery
+		if err := l.pg.Stop(ctx, a.Mode, 60*time.Second); err != nil {
+			return false, err
+		}
+		if wasPrimary {
+			l.log.Warn("role change: demoted (PostgreSQL stopped)", "mode", a.Mode)
+		}
+		l.mem.WasLeader = false
+		l.mem.Upstream = ""
+		l.guard.Disarm()
+		return true, nil
+	}
+	return false, fmt.Errorf("unknown action %v", a)
+}
+
+func upstreamKey(s *Source) string {
+	if s == nil {
+		return ""
+	}
+	return fmt.Sprintf("%s:%d", s.Host, s.Port)
+}
+
+// bootstrap runs the initialize race and, when won, creates the cluster.
+// A failure releases the initialize key and keeps the data aside.
+func (l *Loop) bootstrap(ctx context.Context) (bool, error) {
+	c, cancel := l.dcsCtx(ctx)
+	won, err := l.dcs.Initialize(c, "", true)
+	cancel()
+	if err != nil {
+		return false, err
+	}
+	if !won {
+		l.log.Info("another member won the bootstrap race")
+		return true, nil
+	}
+	l.log.Info("won the bootstrap race: running initdb")
+	err = l.initNewCluster(ctx)
+	if err == nil {
+		return true, nil
+	}
+	_ = l.pg.Stop(ctx, "immediate", 30*time.Second)
+	c, cancel = l.dcsCtx(context.Background())
+	if cerr := l.dcs.CancelInitialization(c); cerr != nil {
+		l.log.Error("cancelling the initialize key after a failed bootstrap", "err", cerr)
+	}
+	cancel()
+	if empty, _ := l.pg.DataDirEmpty(); !empty {
+		if moved, merr := l.pg.MoveAside(); merr == nil {
+			l.log.Warn("failed bootstrap's data directory moved aside", "path", moved)
+		}
+	}
+	return false, fmt.Errorf("bootstrapping a new cluster: %w", err)
+}
+
+func (l *Loop) initNewCluster(ctx context.Context) error {
+	if err := l.pg.Initdb(ctx); err != nil {
+		return err
+	}
+	if err := l.pg.Start(ctx, l.cfg.StartTimeout); err != nil {
+		return err
+	}
+	if err := l.pg.CreateRoles(ctx); err != nil {
+		return err
+	}
+	st, err := l.pg.Observe(ctx)
+	if err != nil {
+		return err
+	}
+	// initdb and the start may have taken a good part of the ttl.
+	c, cancel := l.dcsCtx(ctx)
+	start := l.now()
+	_, err = l.dcs.RefreshLease(c)
+	cancel()
+	if err != nil {
+		return err
+	}
+	l.renewedAt = start
+	c, cancel = l.dcsCtx(ctx)
+	ok, err := l.dcs.AcquireLeader(c)
+	cancel()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errors.New("the leader key was taken by another member during bootstrap")
+	}
+	l.mem.WasLeader = true
+	l.log.Warn("role change: bootstrapped a new cluster as primary", "system_id", st.SystemID)
+	return l.writeInitialize(ctx, st.SystemID)
+}
+
+func (l *Loop) writeInitialize(ctx context.Context, sysid string) error {
+	if sysid == "" {
+		return errors.New("system identifier unknown")
+	}
+	c, cancel := l.dcsCtx(ctx)
+	defer cancel()
+	ok, err := l.dcs.Initialize(c, sysid, false)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		if ok, err = l.dcs.Initialize(c, sysid, true); err != nil {
+			return err
+		}
+		if !ok {
+			return errors.New("the initialize key holds another system identifier")
+		}
+	}
+	if l.cluster == nil || l.cluster.ConfigRevision == 0 {
+		if _, err := l.dcs.SetConfig(c, l.bootstrapConfig(), 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (l *Loop) bootstrapConfig() map[string]any {
+	if len(l.cfg.Bootstrap.Raw) > 0 {
+		return l.cfg.Bootstrap.Raw
+	}
+	d := l.cfg.Bootstrap
+	return map[string]any{
+		"ttl":                     int(d.TTL / time.Second),
+		"loop_wait":               int(d.LoopWait / time.Second),
+		"retry_timeout":           int(d.RetryTimeout / time.Second),
+		"maximum_lag_on_failover": d.MaximumLagOnFailover,
+	}
+}
+
+// afterCycle records the cycle's outcome: member key, status key, the
+// lease guard and the published status.
+func (l *Loop) afterCycle(ctx context.Context, o Observation, p Plan) {
+	leader := o.Cluster != nil && holdsLeader(o)
+	if leader {
+		l.mem.WasLeader = true
+		l.guard.Arm(o.LeaderUntil, l.now())
+		if o.PG.Running && o.PG.Accepting && !o.PG.InRecovery {
+			l.mem.PrimaryRestarts = 0
+		}
+	} else if o.Cluster != nil {
+		// A definite "not leader" from etcd; while etcd is unreachable the
+		// guard keeps its deadline.
+		l.guard.Disarm()
+		if o.Cluster.Leader == nil || o.Cluster.Leader.Name != l.cfg.Name {
+			l.mem.WasLeader = false
+		}
+	}
+	if o.PG.Running && o.PG.InRecovery && l.mem.Upstream != "" && !o.PG.Streaming {
+		if l.mem.NotStreamingSince.IsZero() {
+			l.mem.NotStreamingSince = o.Now
+		}
+	} else {
+		l.mem.NotStreamingSince = time.Time{}
+	}
+	state := memberState(o, p)
+	if o.Cluster != nil && o.LeaseID != 0 {
+		c, cancel := l.dcsCtx(ctx)
+		if err := l.dcs.TouchMember(c, l.memberValue(o, state)); err != nil {
+			l.log.Warn("writing our member key", "err", err)
+		}
+		if leader && o.PG.Running && !o.PG.InRecovery && o.PG.WALPosition > 0 {
+			if err := l.dcs.WriteStatus(c, dcs.Status{Optime: o.PG.WALPosition, Slots: map[string]int64{}}); err != nil {
+				l.log.Warn("writing the status key", "err", err)
+			}
+		}
+		cancel()
+	}
+	l.publishState(o, state, leader)
+}
+
+func memberState(o Observation, p Plan) string {
+	switch {
+	case o.PG.Running && o.PG.Accepting:
+		return "running"
+	case o.PG.Running:
+		return "starting"
+	case p.State != "" && p.State != "promoting" && p.State != "stopping":
+		return p.State
+	default:
+		return "stopped"
+	}
+}
+
+func roleOf(o Observation) string {
+	switch {
+	case o.PG.Running && o.PG.Accepting && !o.PG.InRecovery:
+		return "primary"
+	case o.DataDirEmpty:
+		return "uninitialized"
+	default:
+		return "replica"
+	}
+}
+
+func (l *Loop) memberValue(o Observation, state string) dcs.Member {
+	m := dcs.Member{
+		Name:     l.cfg.Name,
+		ConnURL:  l.cfg.ConnURL,
+		APIURL:   l.cfg.APIURL,
+		State:    state,
+		Role:     roleOf(o),
+		Version:  l.cfg.Version,
+		Timeline: o.PG.Timeline,
+		Tags:     l.cfg.Tags.Raw,
+	}
+	m.XLogLocation = o.PG.WALPosition
+	if o.PG.Running && o.PG.InRecovery {
+		recv, replay := o.PG.ReceivedLSN, o.PG.ReplayedLSN
+		m.ReceiveLSN, m.ReplayLSN = &recv, &replay
+		if o.PG.Streaming {
+			m.ReplicationState = "streaming"
+		} else {
+			m.ReplicationState = "in archive recovery"
+		}
+	}
+	m.PendingRestart = o.PG.PendingRestart
+	return m
+}
+
+func (l *Loop) publish(o Observation, planState string) {
+	state := planState
+	if state == "" {
+		state = memberState(o, Plan{})
+	}
+	leader := o.Cluster != nil && holdsLeader(o)
+	l.publishState(o, state, leader)
+}
+
+func (l *Loop) publishState(o Observation, state string, leader bool) {
+	if l.board == nil {
+		return
+	}
+	l.board.Publish(&status.Node{
+		Name:        l.cfg.Name,
+		Scope:       l.cfg.Scope,
+		Version:     l.cfg.Version,
+		State:       state,
+		Role:        roleOf(o),
+		PG:          o.PG,
+		IsLeader:    leader,
+		LeaderUntil: o.LeaderUntil,
+		Cluster:     l.cluster,
+		DCSLastSeen: l.dcsLastSeen,
+		Published:   l.now(),
+		TTL:         l.settings.TTL,
+		MaximumLag:  l.settings.MaximumLagOnFailover,
+		Tags:        l.cfg.Tags,
+	})
+}
+
+// shutdown stops PostgreSQL cleanly, then gives up the leader key so the
+// replicas race at once instead of after the ttl.
+func (l *Loop) shutdown() {
+	l.log.Info("shutting down: stopping PostgreSQL")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	wasLeader := l.mem.WasLeader
+	if err := l.pg.Stop(ctx, "fast", 60*time.Second); err != nil {
+		l.log.Error("stopping PostgreSQL", "err", err)
+	}
+	l.guard.Disarm()
+	if wasLeader {
+		c, cancel := context.WithTimeout(ctx, l.opTimeout())
+		defer cancel()
+		if ok, err := l.dcs.DeleteLeader(c); err != nil {
+			l.log.Error("releasing the leader key", "err", err)
+		} else if ok {
+			l.log.Warn("role change: released the leader key on shutdown")
+		}
+	}
+	obs := Observation{Name: l.cfg.Name, Cluster: l.cluster, LeaseID: l.dcs.LeaseID()}
+	if l.cluster != nil && obs.LeaseID != 0 {
+		c, cancel := context.WithTimeout(ctx, l.opTimeout())
+		defer cancel()
+		_ = l.dcs.TouchMember(c, l.memberValue(obs, "stopped"))
+	}
+	l.publishState(obs, "stopped", false)
+}

@@ -1,0 +1,82 @@
+package ha
+
+import (
+	"time"
+
+	"github.com/pgwarden/pgwarden/dcs"
+	"github.com/pgwarden/pgwarden/postgres"
+)
+
+// Observation is everything Decide may look at, gathered by the loop.
+type Observation struct {
+	Now  time.Time // monotonic instant of the observation
+	Name string    // this member
+
+	// Cluster is the DCS snapshot; nil when etcd could not be read.
+	Cluster *dcs.Cluster
+	// LeaseID is this member's current etcd lease (0: none).
+	LeaseID int64
+	// LeaderUntil is the instant before which a leader key bound to our
+	// lease is certain to still exist: the start of the last successful
+	// lease renewal plus ttl, less a safety margin.
+	LeaderUntil time.Time
+
+	PG           postgres.State
+	DataDirEmpty bool
+	// Control is pg_controldata of a stopped instance (nil when running,
+	// empty or unreadable).
+	Control *postgres.ControlData
+	// Switchpoint is where the leader's history says our timeline ended
+	// (gathered only when a stopped former primary must rejoin a leader on
+	// a later timeline). SwitchpointKnown is false when it was not asked
+	// or could not be read.
+	Switchpoint      int64
+	SwitchpointKnown bool
+
+	// Peers are the other members' own answers (GET /patroni), asked only
+	// when the leader key is free and this member could race for it.
+	Peers []Peer
+
+	Settings Settings
+	Memory   Memory
+}
+
+// Peer is another member's answer about itself.
+type Peer struct {
+	Name      string
+	Reachable bool
+	Running   bool
+	Primary   bool // runs PostgreSQL as a primary
+	Timeline  int
+	WAL       int64 // primary: current LSN; replica: max(received, replayed)
+}
+
+// Settings are the effective configuration values the decision uses.
+type Settings struct {
+	TTL                  time.Duration
+	LoopWait             time.Duration
+	RetryTimeout         time.Duration
+	MaximumLagOnFailover int64
+	NoFailover           bool
+	CloneFrom            bool
+	MaxPrimaryRestarts   int           // failed in-place restarts before giving up the leader key
+	StreamingGrace       time.Duration // how long a standby may fail to stream before it is re-cloned
+}
+
+// Memory is what the loop remembers between cycles about its own actions.
+type Memory struct {
+	// WasLeader: this member held the leader key at the end of the last cycle.
+	WasLeader bool
+	// PrimaryRestarts counts consecutive in-place restart attempts of a
+	// crashed primary.
+	PrimaryRestarts int
+	// Upstream is the "host:port" this standby was configured to stream
+	// from ("" for none).
+	Upstream string
+	// NotStreamingSince is when this standby was first seen running but
+	// not streaming from its configured upstream (zero while streaming).
+	NotStreamingSince time.Time
+	// SysIDMismatch is set once the data directory was found to belong to
+	// another cluster.
+	SysIDMismatch bool
+}

@@ -1,0 +1,109 @@
+package ha
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/pgwarden/pgwarden/postgres"
+)
+
+// ActionKind is one kind of effect the loop knows how to perform.
+type ActionKind int
+
+const (
+	// Bootstrap races for the initialize key; the winner runs initdb,
+	// starts as primary, takes the leader key and records the system id.
+	Bootstrap ActionKind = iota + 1
+	// Clone copies the data directory from Source with pg_basebackup and
+	// starts as its standby.
+	Clone
+	// Reclone moves the data directory aside (never deletes it), then
+	// clones from Source.
+	Reclone
+	// AcquireLeader tries to create the leader key with our lease.
+	AcquireLeader
+	// ReclaimLeader rebinds a leader key holding our name to our lease
+	// (after a daemon restart while PostgreSQL kept running).
+	ReclaimLeader
+	// ReleaseLeader deletes the leader key if it is ours.
+	ReleaseLeader
+	// WriteInitialize records our system identifier in the initialize key.
+	WriteInitialize
+	// Promote runs pg_promote().
+	Promote
+	// StartPrimary starts PostgreSQL configured as a primary.
+	StartPrimary
+	// StartStandby starts PostgreSQL as a standby of Source (nil: no
+	// upstream, replay only).
+	StartStandby
+	// Follow points a running standby at Source.
+	Follow
+	// Stop stops PostgreSQL with Mode ("fast" or "immediate").
+	Stop
+)
+
+var kindNames = map[ActionKind]string{
+	Bootstrap: "bootstrap", Clone: "clone", Reclone: "reclone",
+	AcquireLeader: "acquire-leader", ReclaimLeader: "reclaim-leader",
+	ReleaseLeader: "release-leader", WriteInitialize: "write-initialize",
+	Promote: "promote", StartPrimary: "start-primary",
+	StartStandby: "start-standby", Follow: "follow", Stop: "stop",
+}
+
+func (k ActionKind) String() string {
+	if s, ok := kindNames[k]; ok {
+		return s
+	}
+	return fmt.Sprintf("action(%d)", int(k))
+}
+
+// Action is one effect with its parameters.
+type Action struct {
+	Kind   ActionKind
+	Source *Source // Clone, Reclone, StartStandby, Follow
+	Mode   string  // Stop
+}
+
+// Source is the member to clone from or stream from.
+type Source struct {
+	Name string
+	postgres.ConnInfo
+}
+
+func (a Action) String() string {
+	s := a.Kind.String()
+	if a.Source != nil {
+		s += fmt.Sprintf("(%s %s:%d)", a.Source.Name, a.Source.Host, a.Source.Port)
+	}
+	if a.Mode != "" {
+		s += "(" + a.Mode + ")"
+	}
+	return s
+}
+
+// Plan is the decision of one cycle: what to do, and why.
+type Plan struct {
+	Actions []Action
+	Reason  string
+	// State is the member state to report while/after acting, in
+	// Patroni's words ("running", "stopped", "creating replica", ...);
+	// empty: derive it from PostgreSQL.
+	State string
+}
+
+func (p Plan) String() string {
+	if len(p.Actions) == 0 {
+		return "wait: " + p.Reason
+	}
+	names := make([]string, len(p.Actions))
+	for i, a := range p.Actions {
+		names[i] = a.String()
+	}
+	return strings.Join(names, ", ") + ": " + p.Reason
+}
+
+func plan(reason string, actions ...Action) Plan {
+	return Plan{Reason: reason, Actions: actions}
+}
+
+func act(k ActionKind) Action { return Action{Kind: k} }
