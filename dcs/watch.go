@@ -2,6 +2,7 @@ package dcs
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -99,14 +100,26 @@ func (e *Etcd) watchOnce(ctx context.Context, next *int64, signal func()) bool {
 		}
 		// A watch catching up may get old events with a newer header
 		// revision: only the events say how far it got.
+		wake := false
 		for _, ev := range resp.Events {
 			if ev.Kv != nil && ev.Kv.ModRevision >= *next {
 				*next = ev.Kv.ModRevision + 1
 			}
+			if ev.Kv != nil && e.wakesLoop(string(ev.Kv.Key)) {
+				wake = true
+			}
 		}
-		if len(resp.Events) > 0 {
+		if wake {
 			signal()
 		}
 	}
 	return healthy
+}
+
+// wakesLoop tells whether a change of key should wake the HA loop at once.
+// Member keys and the status key are rewritten by every member every
+// cycle; waking on them would make every loop spin once per write.
+func (e *Etcd) wakesLoop(key string) bool {
+	rel := strings.TrimPrefix(key, e.prefix)
+	return !strings.HasPrefix(rel, "members/") && rel != "status"
 }

@@ -145,7 +145,7 @@ func TestPostgresCrashOnPrimary(t *testing.T) {
 			if err == nil {
 				back = time.Now()
 				if np != p {
-					t.Logf("a replica took over instead of an in-place restart: %s", c.Nodes[np].Name)
+					t.Errorf("a replica (%s) took over instead of an in-place restart", c.Nodes[np].Name)
 				}
 				break
 			}

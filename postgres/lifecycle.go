@@ -195,6 +195,7 @@ func (i *Instance) Start(ctx context.Context, timeout time.Duration) error {
 	if err := os.Remove(filepath.Join(i.s.DataDir, "postmaster.pid")); err == nil {
 		i.log.Info("removed stale postmaster.pid", "data_dir", i.s.DataDir)
 	}
+	i.removeStaleSocketLocks()
 	logOffset, err := i.prepareLogFile()
 	if err != nil {
 		return err
@@ -305,10 +306,61 @@ func (i *Instance) IsRunning() bool {
 	// A postmaster that exited but was not reaped yet still answers signal 0.
 	if stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil {
 		if k := bytes.LastIndexByte(stat, ')'); k >= 0 && k+2 < len(stat) && stat[k+2] == 'Z' {
+			// Reap it if it happens to be our child; otherwise this fails
+			// harmlessly (an init that does not reap leaves it a zombie).
+			var ws syscall.WaitStatus
+			_, _ = syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
 			return false
 		}
 	}
 	return true
+}
+
+// pidAlive reports whether pid names a live, non-zombie process.
+func pidAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	if stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil {
+		if k := bytes.LastIndexByte(stat, ')'); k >= 0 && k+2 < len(stat) && stat[k+2] == 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+// removeStaleSocketLocks deletes socket lock files (.s.PGSQL.<port>.lock)
+// left by a postmaster that died: PostgreSQL refuses to start while the
+// pid inside still exists, and a killed postmaster that nobody reaped
+// stays a zombie.
+func (i *Instance) removeStaleSocketLocks() {
+	dirs := []string{i.s.DataDir}
+	if v, ok := i.s.Parameters["unix_socket_directories"]; ok {
+		for _, d := range strings.Split(v, ",") {
+			if d = strings.Trim(strings.TrimSpace(d), "'\""); d != "" {
+				dirs = append(dirs, d)
+			}
+		}
+	}
+	for _, d := range dirs {
+		p := filepath.Join(d, fmt.Sprintf(".s.PGSQL.%d.lock", i.s.Port))
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		line, _, _ := strings.Cut(string(b), "\n")
+		pid, err := strconv.Atoi(strings.TrimSpace(line))
+		if err != nil || pidAlive(pid) {
+			continue
+		}
+		if os.Remove(p) == nil {
+			os.Remove(strings.TrimSuffix(p, ".lock"))
+			i.log.Info("removed stale socket lock file", "path", p, "pid", pid)
+		}
+	}
 }
 
 // postmasterPID returns the pid from postmaster.pid, or 0.
