@@ -208,6 +208,7 @@ func TestGracefulShutdownHandsOver(t *testing.T) {
 func TestSigstopPrimaryNoSplitBrain(t *testing.T) {
 	c, p := startCluster(t, nil)
 	exec1(t, c, p, "CREATE TABLE acked(id int primary key)")
+	exec1(t, c, p, "CREATE TABLE direct(id serial primary key, at timestamptz default now())")
 	w := watchPrimaries(c)
 	wr := startWriter(c, w)
 	time.Sleep(2 * time.Second)
@@ -216,9 +217,24 @@ func TestSigstopPrimaryNoSplitBrain(t *testing.T) {
 	if err := c.Signal(p, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// A client that ignores /primary and keeps writing to the frozen
+	// daemon's PostgreSQL: the fence must stop it before a replica is
+	// promoted, so that no two PostgreSQL instances accept writes at once.
+	direct := startDirectWriter(c, p)
 	np, at := waitNewPrimary(t, c, p, 30*time.Second)
 	t.Logf("MEASURED failover gap while the primary's daemon is SIGSTOPped: %s (ttl %ds)", at.Sub(stoppedAt).Round(time.Millisecond), c.Opts.TTL)
 	time.Sleep(time.Until(stoppedAt.Add(2 * time.Duration(c.Opts.TTL) * time.Second)))
+	lastOld := direct.Stop()
+	if lastOld.IsZero() {
+		t.Logf("no direct write reached the frozen primary")
+	} else {
+		t.Logf("MEASURED the frozen primary's PostgreSQL accepted its last write %s after SIGSTOP, %s before the new primary accepted its first",
+			lastOld.Sub(stoppedAt).Round(time.Millisecond), at.Sub(lastOld).Round(time.Millisecond))
+		if !lastOld.Before(at) {
+			t.Errorf("the old primary accepted a write at %s, after the new primary accepted one at %s: two primaries",
+				lastOld.Format("15:04:05.000"), at.Format("15:04:05.000"))
+		}
+	}
 	if err := c.Signal(p, syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}

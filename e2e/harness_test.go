@@ -343,3 +343,56 @@ func readFile(p string) (string, error) {
 	b, err := os.ReadFile(p)
 	return string(b), err
 }
+
+// directWriter writes to one node's PostgreSQL every 50 ms, whatever the
+// REST API says, and remembers when a write last succeeded.
+type directWriter struct {
+	last time.Time
+	stop chan struct{}
+	done chan struct{}
+}
+
+func startDirectWriter(c *launcher.Cluster, i int) *directWriter {
+	d := &directWriter{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(d.done)
+		var conn *pgx.Conn
+		defer func() {
+			if conn != nil {
+				conn.Close(context.Background())
+			}
+		}()
+		for {
+			select {
+			case <-d.stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			if conn == nil {
+				var err error
+				if conn, err = connect(ctx, c, i); err != nil {
+					conn = nil
+					cancel()
+					continue
+				}
+			}
+			_, err := conn.Exec(ctx, "INSERT INTO direct DEFAULT VALUES")
+			cancel()
+			if err == nil {
+				d.last = time.Now()
+			} else {
+				conn.Close(context.Background())
+				conn = nil
+			}
+		}
+	}()
+	return d
+}
+
+// Stop ends the writer and returns when a write last succeeded.
+func (d *directWriter) Stop() time.Time {
+	close(d.stop)
+	<-d.done
+	return d.last
+}

@@ -8,15 +8,27 @@ import (
 // leaseGuard stops PostgreSQL when this member's leader belief runs out
 // without a renewal, whatever the loop is doing (stuck in an etcd call,
 // or just resumed after SIGSTOP: an expired timer fires at once).
+//
+// An external Fence (the fence process) is told the same deadline, so
+// that PostgreSQL is stopped even when this daemon cannot run at all.
 type leaseGuard struct {
 	mu       sync.Mutex
 	timer    *time.Timer
 	deadline time.Time
 	fence    func(deadline time.Time)
+	external Fence
+	extArmed bool
 }
 
-func newLeaseGuard(fence func(deadline time.Time)) *leaseGuard {
-	return &leaseGuard{fence: fence}
+// Fence is a watchdog outside this process that stops PostgreSQL at the
+// deadline unless it is moved or removed.
+type Fence interface {
+	Arm(deadline time.Time)
+	Disarm()
+}
+
+func newLeaseGuard(fence func(deadline time.Time), external Fence) *leaseGuard {
+	return &leaseGuard{fence: fence, external: external}
 }
 
 // Arm sets (or moves) the deadline.
@@ -25,6 +37,10 @@ func (g *leaseGuard) Arm(deadline time.Time, now time.Time) {
 	defer g.mu.Unlock()
 	if g.timer != nil && g.deadline.Equal(deadline) {
 		return
+	}
+	if g.external != nil {
+		g.external.Arm(deadline)
+		g.extArmed = true
 	}
 	if g.timer != nil {
 		g.timer.Stop()
@@ -38,6 +54,10 @@ func (g *leaseGuard) Arm(deadline time.Time, now time.Time) {
 func (g *leaseGuard) Disarm() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.external != nil && g.extArmed {
+		g.external.Disarm()
+		g.extArmed = false
+	}
 	if g.timer != nil {
 		g.timer.Stop()
 		g.timer = nil

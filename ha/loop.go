@@ -64,6 +64,8 @@ type Config struct {
 	Bootstrap          config.Dynamic // bootstrap.dcs: used until the config key exists, and written to it
 	StartTimeout       time.Duration  // pg_ctl start wait (default 60s)
 	MaxPrimaryRestarts int            // default 3
+	// Fence, when set, is a watchdog process told every leader deadline.
+	Fence Fence
 }
 
 // Loop runs the HA cycle for one member.
@@ -101,7 +103,7 @@ func New(cfg Config, d DCS, pg Postgres, board *status.Board, log *slog.Logger) 
 		http: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
 		wake: make(chan struct{}, 1)}
 	l.settings = l.settingsFrom(nil)
-	l.guard = newLeaseGuard(l.fence)
+	l.guard = newLeaseGuard(l.fence, cfg.Fence)
 	return l
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/dcs"
+	"github.com/pgwarden/pgwarden/fence"
 	"github.com/pgwarden/pgwarden/ha"
 	"github.com/pgwarden/pgwarden/internal/version"
 	"github.com/pgwarden/pgwarden/postgres"
@@ -35,11 +36,17 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("pgwarden", flag.ContinueOnError)
 	validate := fs.Bool("validate-config", false, "check the configuration file and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	fenceDir := fs.String("fence", "", "internal: run as the fence process of the PostgreSQL in this data directory")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: pgwarden [--validate-config] CONFIG.yml\n       pgwarden --version\n")
 	}
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *fenceDir != "" {
+		log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("fence", *fenceDir)
+		fence.Watch(os.Stdin, *fenceDir, log)
+		return 0
 	}
 	if *showVersion {
 		fmt.Printf("pgwarden %s\n", version.Version)
@@ -114,6 +121,16 @@ func serve(cfg *config.Config, path string, log *slog.Logger, level *slog.LevelV
 	}
 	defer pg.Close()
 
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding our own binary for the fence process: %w", err)
+	}
+	fc, err := fence.Start([]string{self, "--fence", cfg.PostgreSQL.DataDir}, log)
+	if err != nil {
+		return err
+	}
+	defer fc.Close()
+
 	board := &status.Board{}
 	api := restapi.New(restapi.Options{Board: board, Auth: cfg.RestAPI.Authentication, Logger: log})
 	ln, err := net.Listen("tcp", cfg.RestAPI.Listen)
@@ -134,6 +151,7 @@ func serve(cfg *config.Config, path string, log *slog.Logger, level *slog.LevelV
 		APIURL:    cfg.RestAPIConnectURL(),
 		Tags:      cfg.Tags,
 		Bootstrap: cfg.Bootstrap.DCS,
+		Fence:     fc,
 	}, d, pg, board, log)
 
 	ctx, stop := context.WithCancel(context.Background())
