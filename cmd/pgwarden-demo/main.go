@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -63,7 +62,8 @@ func main() {
 		return
 	}
 	fmt.Println()
-	fmt.Print(c.Table())
+	last := c.Table()
+	fmt.Print(last)
 	p := c.Primary()
 	fmt.Println()
 	fmt.Println("The cluster is up: one primary and streaming replicas. Try:")
@@ -76,7 +76,6 @@ func main() {
 	fmt.Printf("  tail -f %s/node*.log\n", c.Dir)
 	fmt.Println("The table below is reprinted whenever it changes. Ctrl-C stops everything.")
 
-	last := ""
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -86,23 +85,12 @@ func main() {
 			return
 		case <-tick.C:
 			t := c.Table()
-			if stripPIDs(t) != stripPIDs(last) {
+			if t != last {
 				fmt.Printf("\n%s\n%s", time.Now().Format("15:04:05"), t)
 				last = t
 			}
 		}
 	}
-}
-
-func stripPIDs(t string) string {
-	var b strings.Builder
-	for _, l := range strings.Split(t, "\n") {
-		if i := strings.LastIndex(l, "  "); i > 0 {
-			l = l[:i]
-		}
-		b.WriteString(l + "\n")
-	}
-	return b.String()
 }
 
 func fail(err error) {
