@@ -55,9 +55,11 @@ func Start(dir, clientURL, peerURL string) (*Server, error) {
 	// Quiet: the server's own log is of no use to tests or the demo.
 	cfg.LogLevel = "error"
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	// No metrics listener, no HTTP gateway: only the gRPC client port.
+	// No separate metrics listener. The gRPC-gateway stays on: the client
+	// port also answers etcd's JSON API over plain HTTP (/v3/kv/range, ...),
+	// which is how Patroni's etcd3 client and patronictl talk to etcd.
 	cfg.ListenMetricsUrls = nil
-	cfg.EnableGRPCGateway = false
+	cfg.EnableGRPCGateway = true
 	// A throw-away single member: skip fsync so that starting and writing
 	// are fast. Leases are never checkpointed (the default), so a lease's
 	// remaining TTL is simply its full TTL again after a restart.

@@ -1,8 +1,12 @@
 package etcdserver
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -61,5 +65,73 @@ func TestStartPutGetStop(t *testing.T) {
 func TestStartRejectsBadURL(t *testing.T) {
 	if _, err := Start(t.TempDir(), "://nope", "http://127.0.0.1:1"); err == nil {
 		t.Fatal("Start accepted a malformed client URL")
+	}
+}
+
+// Patroni's etcd3 client (and patronictl) speak etcd's JSON gRPC-gateway
+// over plain HTTP on the client port: GET /version, then POST /v3/...
+func TestGatewayServesPatronisRequests(t *testing.T) {
+	dir := testutil.WorldTempDir(t, "etcdserver-gw-")
+	clientURL := fmt.Sprintf("http://127.0.0.1:%d", testutil.FreePort(t))
+	peerURL := fmt.Sprintf("http://127.0.0.1:%d", testutil.FreePort(t))
+	srv, err := Start(dir, clientURL, peerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	hc := &http.Client{Timeout: 5 * time.Second}
+
+	resp, err := hc.Get(clientURL + "/version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var version struct {
+		Server  string `json:"etcdserver"`
+		Cluster string `json:"etcdcluster"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&version)
+	resp.Body.Close()
+	if err != nil || version.Server == "" || version.Cluster == "" {
+		t.Fatalf("GET /version: %v, %+v", err, version)
+	}
+
+	post := func(path string, body any, out any) {
+		t.Helper()
+		b, _ := json.Marshal(body)
+		resp, err := hc.Post(clientURL+path, "application/json", bytes.NewReader(b))
+		if err != nil {
+			t.Fatalf("POST %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST %s: status %d, want 200 (is the gRPC-gateway enabled?)", path, resp.StatusCode)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			t.Fatalf("POST %s: %v", path, err)
+		}
+	}
+	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+	var members struct {
+		Members []struct {
+			ClientURLs []string `json:"clientURLs"`
+		} `json:"members"`
+	}
+	post("/v3/cluster/member/list", map[string]any{}, &members)
+	if len(members.Members) != 1 || len(members.Members[0].ClientURLs) != 1 || members.Members[0].ClientURLs[0] != clientURL {
+		t.Fatalf("member list = %+v, want one member advertising %s", members, clientURL)
+	}
+
+	var put map[string]any
+	post("/v3/kv/put", map[string]any{"key": b64("/service/gw/leader"), "value": b64("node1")}, &put)
+	var rng struct {
+		KVs []struct {
+			Key   string `json:"key"`
+			Value string `json:"value"`
+		} `json:"kvs"`
+	}
+	post("/v3/kv/range", map[string]any{"key": b64("/service/gw/"), "range_end": b64("/service/gw0"), "serializable": true}, &rng)
+	if len(rng.KVs) != 1 || rng.KVs[0].Key != b64("/service/gw/leader") || rng.KVs[0].Value != b64("node1") {
+		t.Fatalf("range = %+v, want the one key just put", rng)
 	}
 }
