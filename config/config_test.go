@@ -346,6 +346,8 @@ func TestWrongTypes(t *testing.T) {
 			[]string{"test.yml:10: postgresql.pg_hba: expected a list of strings"}},
 		{"parameters not a mapping", map[string]string{"postgresql": "postgresql:\n  listen: 127.0.0.1:5432\n  data_dir: /d\n  parameters: [a]\n"},
 			[]string{"test.yml:10: postgresql.parameters: expected a mapping of parameter names to values, got a list"}},
+		{"parameter name with a space", map[string]string{"postgresql": "postgresql:\n  listen: 127.0.0.1:5432\n  data_dir: /d\n  parameters:\n    \"bad name\": 1\n"},
+			[]string{"test.yml:11: postgresql.parameters.bad name: not a valid PostgreSQL parameter name"}},
 		{"log.type", map[string]string{"log": "log:\n  type: xml\n"},
 			[]string{"test.yml:11: log.type: expected \"plain\" or \"json\", got \"xml\""}},
 		{"log.level", map[string]string{"log": "log:\n  level: loud\n"},

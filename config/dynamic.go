@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -134,6 +135,10 @@ func decodeDynamic(raw map[string]any) (Dynamic, []*FieldError) {
 
 // parametersFrom converts a mapping of PostgreSQL settings to strings.
 // Null values are left out.
+// parameterName is what PostgreSQL accepts as a setting name
+// (extension settings contain a dot).
+var parameterName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]*$`)
+
 func parametersFrom(v any, path string) (map[string]string, []*FieldError) {
 	out := map[string]string{}
 	m, ok := v.(map[string]any)
@@ -148,6 +153,10 @@ func parametersFrom(v any, path string) (map[string]string, []*FieldError) {
 	var errs []*FieldError
 	for _, name := range names {
 		if m[name] == nil {
+			continue
+		}
+		if !parameterName.MatchString(name) {
+			errs = append(errs, &FieldError{Path: joinPath(path, name), Msg: "not a valid PostgreSQL parameter name"})
 			continue
 		}
 		s, err := settingString(m[name])

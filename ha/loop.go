@@ -662,7 +662,18 @@ func (l *Loop) afterCycle(ctx context.Context, o Observation, p Plan) {
 		}
 		cancel()
 	}
-	l.publishState(o, state, leader)
+	l.publishState(o, state, l.believesLeader(o))
+}
+
+// believesLeader: the snapshot shows our leader key, or etcd could not be
+// read and our last certain leadership has not run out yet (so a short
+// etcd blip does not take the primary out of the load balancer; the
+// deadline still ends it, in /primary and in the lease guard).
+func (l *Loop) believesLeader(o Observation) bool {
+	if o.Cluster != nil {
+		return holdsLeader(o)
+	}
+	return l.mem.WasLeader && o.LeaseID != 0 && o.Now.Before(o.LeaderUntil)
 }
 
 func memberState(o Observation, p Plan) string {
@@ -719,8 +730,7 @@ func (l *Loop) publish(o Observation, planState string) {
 	if state == "" {
 		state = memberState(o, Plan{})
 	}
-	leader := o.Cluster != nil && holdsLeader(o)
-	l.publishState(o, state, leader)
+	l.publishState(o, state, l.believesLeader(o))
 }
 
 func (l *Loop) publishState(o Observation, state string, leader bool) {

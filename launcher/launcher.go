@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -68,6 +69,11 @@ type Cluster struct {
 	Dir   string
 	Etcd  *etcdserver.Server
 	Nodes []*Node
+
+	// EtcdClientURL and EtcdPeerURL are the embedded etcd's URLs, kept so
+	// that RestartEtcd brings it back where the daemons look for it.
+	EtcdClientURL string
+	EtcdPeerURL   string
 
 	ownDir bool
 	logMu  sync.Mutex
@@ -147,8 +153,9 @@ func (c *Cluster) StartEtcd() error {
 	if err != nil {
 		return err
 	}
-	srv, err := etcdserver.Start(filepath.Join(c.Dir, "etcd"),
-		fmt.Sprintf("http://127.0.0.1:%d", cp), fmt.Sprintf("http://127.0.0.1:%d", pp))
+	c.EtcdClientURL = fmt.Sprintf("http://127.0.0.1:%d", cp)
+	c.EtcdPeerURL = fmt.Sprintf("http://127.0.0.1:%d", pp)
+	srv, err := etcdserver.Start(c.etcdDir(), c.EtcdClientURL, c.EtcdPeerURL)
 	if err != nil {
 		return fmt.Errorf("starting embedded etcd: %w", err)
 	}
@@ -159,6 +166,48 @@ func (c *Cluster) StartEtcd() error {
 		}
 	}
 	return nil
+}
+
+func (c *Cluster) etcdDir() string { return filepath.Join(c.Dir, "etcd") }
+
+// StopEtcd stops the embedded etcd, keeping its data directory, and waits
+// until it has exited. etcd refuses new requests from the moment it is
+// called, but it may take a few seconds to return: etcd waits (up to its
+// request timeout) for open watch streams before closing them. The
+// daemons are left running. It does nothing when etcd is not running.
+func (c *Cluster) StopEtcd() {
+	if c.Etcd == nil {
+		return
+	}
+	c.Etcd.Stop()
+	c.Etcd = nil
+}
+
+// RestartEtcd starts the embedded etcd again after StopEtcd, on the same
+// data directory and the same client and peer URLs, so that the daemons'
+// configured endpoint reaches it again and the cluster's keys and leases
+// are still there (an unexpired lease gets its full TTL back). The ports
+// may be briefly unavailable just after the stop; it retries for up to
+// 10 seconds.
+func (c *Cluster) RestartEtcd() error {
+	if c.Etcd != nil {
+		return errors.New("etcd is already running")
+	}
+	if c.EtcdClientURL == "" || c.EtcdPeerURL == "" {
+		return errors.New("etcd was never started: nothing to restart")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		srv, err := etcdserver.Start(c.etcdDir(), c.EtcdClientURL, c.EtcdPeerURL)
+		if err == nil {
+			c.Etcd = srv
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("restarting embedded etcd: %w", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func (c *Cluster) nodeConfig(n *Node) string {
@@ -189,7 +238,11 @@ func (c *Cluster) StartNode(i int) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.cmd != nil {
-		return fmt.Errorf("%s is already running", n.Name)
+		select {
+		case <-n.done:
+		default:
+			return fmt.Errorf("%s is already running", n.Name)
+		}
 	}
 	logf, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -236,6 +289,11 @@ func (c *Cluster) DaemonPID(i int) int {
 	defer n.mu.Unlock()
 	if n.cmd == nil || n.cmd.Process == nil {
 		return 0
+	}
+	select {
+	case <-n.done: // exited (killed, or stopped by itself)
+		return 0
+	default:
 	}
 	return n.cmd.Process.Pid
 }

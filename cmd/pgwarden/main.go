@@ -206,14 +206,17 @@ func pgHBA(cfg *config.Config) []string {
 }
 
 // reload re-reads the configuration file on SIGHUP. A file that no longer
-// validates is refused and the running configuration is kept.
+// validates is refused whole and the running configuration kept.
 func reload(path string, cur *config.Config, log *slog.Logger, level *slog.LevelVar, pg *postgres.Instance, loop *ha.Loop) {
 	next, err := config.Load(path)
 	if err != nil {
 		log.Error("SIGHUP: configuration not reloaded, keeping the running one", "err", err)
 		return
 	}
-	setLevel(level, next.Log.Level)
+	if err := pg.SetParameters(next.MergedParameters(cur.Bootstrap.DCS)); err != nil {
+		log.Error("SIGHUP: configuration not reloaded, keeping the running one", "err", err)
+		return
+	}
 	for _, k := range []struct {
 		name    string
 		changed bool
@@ -228,9 +231,7 @@ func reload(path string, cur *config.Config, log *slog.Logger, level *slog.Level
 			log.Warn("SIGHUP: this key changes only at restart", "key", k.name)
 		}
 	}
-	if err := pg.SetParameters(next.MergedParameters(cur.Bootstrap.DCS)); err != nil {
-		log.Error("SIGHUP: applying PostgreSQL parameters", "err", err)
-	}
+	setLevel(level, next.Log.Level)
 	loop.Reload(next.Tags)
 	log.Info("SIGHUP: configuration reloaded", "path", path)
 }
