@@ -1,0 +1,519 @@
+package ha
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/dcs"
+	"github.com/pgwarden/pgwarden/postgres"
+	"github.com/pgwarden/pgwarden/status"
+)
+
+// A simulation of several loops against an in-memory etcd and in-memory
+// PostgreSQL instances, driven by a fake clock: the executor's logic
+// (not just Decide) under bootstrap, crash and freeze, step by step.
+
+var errDown = errors.New("simulated etcd is unreachable")
+
+type simClock struct{ t time.Time }
+
+func (c *simClock) now() time.Time { return c.t }
+
+// simEtcd is the shared store: keys, leases with expiry on the fake clock.
+type simEtcd struct {
+	clock  *simClock
+	kv     map[string]simKV
+	leases map[int64]time.Time // lease id -> expiry
+	next   int64
+	down   bool
+}
+
+type simKV struct {
+	val   string
+	lease int64
+	rev   int64
+}
+
+func (s *simEtcd) expire() {
+	for id, exp := range s.leases {
+		if !s.clock.now().Before(exp) {
+			delete(s.leases, id)
+			for k, v := range s.kv {
+				if v.lease == id {
+					delete(s.kv, k)
+				}
+			}
+		}
+	}
+}
+
+// simDCS is one member's handle on simEtcd.
+type simDCS struct {
+	s     *simEtcd
+	name  string
+	ttl   time.Duration
+	lease int64
+}
+
+func (d *simDCS) check() error {
+	if d.s.down {
+		return errDown
+	}
+	d.s.expire()
+	return nil
+}
+
+func (d *simDCS) RefreshLease(context.Context) (bool, error) {
+	if err := d.check(); err != nil {
+		return false, err
+	}
+	if _, ok := d.s.leases[d.lease]; ok && d.lease != 0 {
+		d.s.leases[d.lease] = d.s.clock.now().Add(d.ttl)
+		return false, nil
+	}
+	d.s.next++
+	d.lease = d.s.next
+	d.s.leases[d.lease] = d.s.clock.now().Add(d.ttl)
+	return true, nil
+}
+func (d *simDCS) LeaseID() int64                        { return d.lease }
+func (d *simDCS) SetTTL(ttl time.Duration)              { d.ttl = ttl }
+func (d *simDCS) Watch(context.Context) <-chan struct{} { return make(chan struct{}) }
+
+func (d *simDCS) Snapshot(context.Context) (*dcs.Cluster, error) {
+	if err := d.check(); err != nil {
+		return nil, err
+	}
+	c := &dcs.Cluster{}
+	if v, ok := d.s.kv["initialize"]; ok {
+		c.Initialized, c.SystemID = true, v.val
+	}
+	if v, ok := d.s.kv["leader"]; ok {
+		c.Leader = &dcs.Leader{Name: v.val, Lease: v.lease}
+	}
+	for k, v := range d.s.kv {
+		if name, ok := strings.CutPrefix(k, "members/"); ok {
+			m, err := dcs.ParseMember(name, []byte(v.val))
+			if err != nil {
+				return nil, err
+			}
+			c.Members = append(c.Members, m)
+		}
+	}
+	sort.Slice(c.Members, func(i, j int) bool { return c.Members[i].Name < c.Members[j].Name })
+	if v, ok := d.s.kv["config"]; ok {
+		c.ConfigRevision = v.rev
+	}
+	if v, ok := d.s.kv["status"]; ok {
+		var optime int64
+		fmt.Sscan(v.val, &optime)
+		c.Status = &dcs.Status{Optime: optime}
+	}
+	return c, nil
+}
+
+func (d *simDCS) put(k, v string, lease int64) {
+	d.s.kv[k] = simKV{val: v, lease: lease, rev: d.s.kv[k].rev + 1}
+}
+
+func (d *simDCS) TouchMember(_ context.Context, m dcs.Member) error {
+	if err := d.check(); err != nil {
+		return err
+	}
+	b, err := dcs.MemberJSON(m)
+	if err != nil {
+		return err
+	}
+	d.put("members/"+d.name, string(b), d.lease)
+	return nil
+}
+
+func (d *simDCS) AcquireLeader(context.Context) (bool, error) {
+	if err := d.check(); err != nil {
+		return false, err
+	}
+	if _, ok := d.s.kv["leader"]; ok {
+		return false, nil
+	}
+	d.put("leader", d.name, d.lease)
+	return true, nil
+}
+
+func (d *simDCS) ReclaimLeader(context.Context) (bool, error) {
+	if err := d.check(); err != nil {
+		return false, err
+	}
+	if v, ok := d.s.kv["leader"]; !ok || v.val != d.name {
+		return false, nil
+	}
+	d.put("leader", d.name, d.lease)
+	return true, nil
+}
+
+func (d *simDCS) DeleteLeader(context.Context) (bool, error) {
+	if err := d.check(); err != nil {
+		return false, err
+	}
+	if v, ok := d.s.kv["leader"]; ok && v.val == d.name {
+		delete(d.s.kv, "leader")
+		return true, nil
+	}
+	return false, nil
+}
+
+func (d *simDCS) Initialize(_ context.Context, sysid string, create bool) (bool, error) {
+	if err := d.check(); err != nil {
+		return false, err
+	}
+	v, ok := d.s.kv["initialize"]
+	if create {
+		if ok {
+			return false, nil
+		}
+		d.put("initialize", sysid, 0)
+		return true, nil
+	}
+	if !ok || (v.val != "" && v.val != sysid) {
+		return false, nil
+	}
+	d.put("initialize", sysid, 0)
+	return true, nil
+}
+
+func (d *simDCS) CancelInitialization(context.Context) error {
+	if v, ok := d.s.kv["initialize"]; ok && v.val == "" {
+		delete(d.s.kv, "initialize")
+	}
+	return nil
+}
+
+func (d *simDCS) SetConfig(_ context.Context, _ map[string]any, prev int64) (bool, error) {
+	if err := d.check(); err != nil {
+		return false, err
+	}
+	if d.s.kv["config"].rev != prev {
+		return false, nil
+	}
+	d.put("config", "{}", 0)
+	return true, nil
+}
+
+func (d *simDCS) WriteStatus(_ context.Context, st dcs.Status) error {
+	if err := d.check(); err != nil {
+		return err
+	}
+	d.put("status", fmt.Sprint(st.Optime), 0)
+	return nil
+}
+
+// simWorld holds every simulated PostgreSQL, so that standbys can copy
+// WAL from the instance they stream from.
+type simWorld struct {
+	mu    sync.Mutex
+	nodes map[string]*simPG // by port
+	sysid string
+}
+
+type simPG struct {
+	w        *simWorld
+	port     int
+	hasData  bool
+	running  bool
+	recovery bool
+	tli      int
+	wal      int64
+	upstream int // port streamed from, 0 none
+	cleanly  bool
+}
+
+func (p *simPG) DataDirEmpty() (bool, error) { return !p.hasData, nil }
+func (p *simPG) Initdb(context.Context) error {
+	p.hasData, p.tli, p.wal, p.recovery = true, 1, 100, false
+	return nil
+}
+func (p *simPG) CreateRoles(context.Context) error { return nil }
+func (p *simPG) Basebackup(_ context.Context, from postgres.ConnInfo) error {
+	src := p.w.nodes[fmt.Sprint(from.Port)]
+	if src == nil || !src.running {
+		return errors.New("source down")
+	}
+	p.hasData, p.tli, p.wal, p.recovery, p.upstream = true, src.tli, src.wal, true, from.Port
+	return nil
+}
+func (p *simPG) WriteConfig(standby bool, up *postgres.ConnInfo) error {
+	p.recovery = standby
+	p.upstream = 0
+	if up != nil {
+		p.upstream = up.Port
+	}
+	return nil
+}
+func (p *simPG) Start(context.Context, time.Duration) error {
+	if !p.hasData {
+		return errors.New("no data")
+	}
+	p.running = true
+	return nil
+}
+func (p *simPG) Stop(_ context.Context, mode string, _ time.Duration) error {
+	p.running = false
+	p.cleanly = mode != "immediate"
+	return nil
+}
+func (p *simPG) IsRunning() bool { return p.running }
+func (p *simPG) Observe(context.Context) (postgres.State, error) {
+	if !p.running {
+		return postgres.State{}, nil
+	}
+	st := postgres.State{Running: true, Accepting: true, InRecovery: p.recovery, Timeline: p.tli, WALPosition: p.wal, SystemID: p.w.sysid}
+	if p.recovery {
+		st.ReceivedLSN, st.ReplayedLSN = p.wal, p.wal
+		if up := p.w.nodes[fmt.Sprint(p.upstream)]; up != nil && up.running && !up.recovery {
+			st.Streaming = true
+		}
+	}
+	return st, nil
+}
+func (p *simPG) Promote(context.Context, time.Duration) error {
+	p.recovery, p.upstream = false, 0
+	p.tli++
+	return nil
+}
+func (p *simPG) Follow(_ context.Context, up postgres.ConnInfo) (bool, error) {
+	p.upstream = up.Port
+	return false, nil
+}
+func (p *simPG) ControlData() (postgres.ControlData, error) {
+	state := "shut down in recovery"
+	if !p.recovery {
+		state = "in production"
+		if p.cleanly {
+			state = "shut down"
+		}
+	}
+	return postgres.ControlData{SystemID: p.w.sysid, State: state, CheckpointTLI: p.tli, CheckpointLSN: p.wal}, nil
+}
+func (p *simPG) MoveAside() (string, error) { p.hasData = false; return "aside", nil }
+func (p *simPG) TimelineSwitchpoint(context.Context, postgres.ConnInfo, int) (int64, bool, error) {
+	return 0, false, errors.New("not simulated")
+}
+func (p *simPG) Reload(context.Context) error { return nil }
+
+// replicate copies WAL along streaming links and lets primaries write.
+func (w *simWorld) replicate() {
+	for _, p := range w.nodes {
+		if p.running && !p.recovery {
+			p.wal += 10
+		}
+	}
+	for _, p := range w.nodes {
+		if up := w.nodes[fmt.Sprint(p.upstream)]; p.running && p.recovery && up != nil && up.running && !up.recovery && up.tli >= p.tli {
+			p.wal, p.tli = up.wal, up.tli
+		}
+	}
+}
+
+type simNode struct {
+	name   string
+	loop   *Loop
+	dcs    *simDCS
+	pg     *simPG
+	board  *status.Board
+	frozen bool
+	dead   bool
+}
+
+type sim struct {
+	t     *testing.T
+	clock *simClock
+	etcd  *simEtcd
+	world *simWorld
+	nodes []*simNode
+}
+
+func newSim(t *testing.T, n int) *sim {
+	clock := &simClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s := &sim{t: t, clock: clock, etcd: &simEtcd{clock: clock, kv: map[string]simKV{}, leases: map[int64]time.Time{}},
+		world: &simWorld{nodes: map[string]*simPG{}, sysid: "42"}}
+	dyn := config.Dynamic{TTL: 5 * time.Second, LoopWait: time.Second, RetryTimeout: 2 * time.Second, MaximumLagOnFailover: 1 << 20}
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("node%d", i+1)
+		port := 5441 + i
+		pg := &simPG{w: s.world, port: port}
+		s.world.nodes[fmt.Sprint(port)] = pg
+		d := &simDCS{s: s.etcd, name: name, ttl: dyn.TTL}
+		board := &status.Board{}
+		l := New(Config{Name: name, Scope: "sim", Version: "test", ConnURL: fmt.Sprintf("postgres://127.0.0.1:%d/postgres", port),
+			Bootstrap: dyn}, d, pg, board, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		l.now = clock.now
+		l.guard = newLeaseGuard(func(time.Time) {}, nil) // deadlines are on the fake clock
+		s.nodes = append(s.nodes, &simNode{name: name, loop: l, dcs: d, pg: pg, board: board})
+	}
+	return s
+}
+
+// step runs one cycle of every live, unfrozen loop, advances the clock by
+// d, and checks the invariant: at most one node both runs a writable
+// primary and answers 200 on /primary.
+func (s *sim) step(d time.Duration) {
+	s.t.Helper()
+	for _, n := range s.nodes {
+		if !n.dead && !n.frozen {
+			n.loop.cycle(context.Background())
+		}
+	}
+	s.world.replicate()
+	s.clock.t = s.clock.t.Add(d)
+	var primaries []string
+	for _, n := range s.nodes {
+		if n.dead || n.frozen {
+			continue
+		}
+		if n.board.Load().IsRunningPrimary(s.clock.now()) {
+			primaries = append(primaries, n.name)
+		}
+	}
+	if len(primaries) > 1 {
+		s.t.Fatalf("%s: two nodes answer /primary: %v", s.clock.now().Format("15:04:05"), primaries)
+	}
+}
+
+func (s *sim) run(steps int) {
+	s.t.Helper()
+	for i := 0; i < steps; i++ {
+		s.step(time.Second)
+	}
+}
+
+func (s *sim) leader() string {
+	if v, ok := s.etcd.kv["leader"]; ok {
+		return v.val
+	}
+	return ""
+}
+
+func (s *sim) node(name string) *simNode {
+	for _, n := range s.nodes {
+		if n.name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// healthy: one primary holding the key, every other live node a running
+// standby streaming from it.
+func (s *sim) healthy() error {
+	l := s.node(s.leader())
+	if l == nil || !l.pg.running || l.pg.recovery {
+		return fmt.Errorf("leader %q is not a running primary", s.leader())
+	}
+	for _, n := range s.nodes {
+		if n == l || n.dead || n.frozen {
+			continue
+		}
+		if !n.pg.running || !n.pg.recovery || n.pg.upstream != l.pg.port {
+			return fmt.Errorf("%s: running=%v recovery=%v upstream=%d, want a standby of %s", n.name, n.pg.running, n.pg.recovery, n.pg.upstream, l.name)
+		}
+	}
+	return nil
+}
+
+func (s *sim) runUntilHealthy(max int) {
+	s.t.Helper()
+	var err error
+	for i := 0; i < max; i++ {
+		s.step(time.Second)
+		if err = s.healthy(); err == nil {
+			return
+		}
+	}
+	s.t.Fatalf("not healthy after %d steps: %v", max, err)
+}
+
+func TestSimBootstrapOnePrimary(t *testing.T) {
+	s := newSim(t, 3)
+	s.runUntilHealthy(5)
+	initdbs := 0
+	for _, n := range s.nodes {
+		if n.pg.hasData && n.pg.upstream == 0 {
+			initdbs++
+		}
+	}
+	if initdbs != 1 {
+		t.Fatalf("%d nodes ran initdb, want 1", initdbs)
+	}
+}
+
+func TestSimPrimaryDiesReplicaTakesOver(t *testing.T) {
+	s := newSim(t, 3)
+	s.runUntilHealthy(5)
+	old := s.node(s.leader())
+	old.dead = true
+	old.pg.running = false
+	steps := 0
+	for ; s.leader() == "" || s.leader() == old.name; steps++ {
+		if steps > 10 {
+			t.Fatal("no new leader 10 s after the primary died")
+		}
+		s.step(time.Second)
+	}
+	if steps > 6 {
+		t.Errorf("new leader after %d s, want within ttl (5 s) + 1", steps)
+	}
+	s.runUntilHealthy(3)
+	if n := s.node(s.leader()); n.pg.tli != 2 {
+		t.Errorf("new primary on timeline %d, want 2", n.pg.tli)
+	}
+	// The old node comes back: it crashed, so it is re-cloned and follows.
+	old.dead = false
+	s.runUntilHealthy(5)
+}
+
+func TestSimFrozenPrimaryDemotesOnResume(t *testing.T) {
+	s := newSim(t, 3)
+	s.runUntilHealthy(5)
+	old := s.node(s.leader())
+	old.frozen = true
+	s.run(10) // 2 x ttl; its PostgreSQL keeps running as a primary meanwhile
+	if s.leader() == old.name || s.leader() == "" {
+		t.Fatalf("leader = %q after the primary froze for 10 s", s.leader())
+	}
+	old.frozen = false
+	// Its first cycle after resuming must not leave it a writable primary
+	// answering /primary (step checks that), and it ends up a standby.
+	s.step(time.Second)
+	if old.pg.running && !old.pg.recovery {
+		t.Fatalf("resumed old primary still runs as a primary after its first cycle")
+	}
+	s.runUntilHealthy(5)
+}
+
+func TestSimEtcdOutageDemotesBeforeExpiry(t *testing.T) {
+	s := newSim(t, 3)
+	s.runUntilHealthy(5)
+	l := s.node(s.leader())
+	s.etcd.down = true
+	stoppedAfter := 0
+	for i := 1; i <= 6; i++ {
+		s.step(time.Second)
+		if !l.pg.running {
+			stoppedAfter = i
+			break
+		}
+	}
+	if stoppedAfter == 0 || stoppedAfter >= 5 {
+		t.Fatalf("primary stopped after %d s of etcd outage, want before the 5 s ttl", stoppedAfter)
+	}
+	s.etcd.down = false
+	s.runUntilHealthy(12)
+}
