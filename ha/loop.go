@@ -78,17 +78,18 @@ type Loop struct {
 	now   func() time.Time
 	http  *http.Client
 
-	mem         Memory
-	renewedAt   time.Time // start of the last successful lease renewal
-	dcsLastSeen time.Time
-	cluster     *dcs.Cluster
-	settings    Settings
-	lastPlan    string
-	lastDCSErr  string
-	guard       *leaseGuard
-	wake        chan struct{}
-	retrySoon   bool
-	reloadReq   atomic.Pointer[config.Tags]
+	mem          Memory
+	renewedAt    time.Time // start of the last successful lease renewal
+	dcsLastSeen  time.Time
+	cluster      *dcs.Cluster
+	settings     Settings
+	lastPlan     string
+	lastDCSErr   string
+	guard        *leaseGuard
+	wake         chan struct{}
+	retrySoon    bool
+	reloadReq    atomic.Pointer[config.Tags]
+	badConfigRev int64 // config key revision last reported as invalid
 }
 
 // New builds a loop. board receives the status after every cycle.
@@ -322,8 +323,9 @@ func (l *Loop) settingsFrom(c *dcs.Cluster) Settings {
 	if c != nil && c.Config != nil {
 		if d, err := config.DynamicFromMap(c.Config); err == nil {
 			dyn = d
-		} else if l.log != nil {
-			l.log.Warn("ignoring the dynamic configuration in etcd", "err", err)
+		} else if l.log != nil && c.ConfigRevision != l.badConfigRev {
+			l.badConfigRev = c.ConfigRevision
+			l.log.Warn("ignoring the dynamic configuration in etcd; using bootstrap.dcs", "err", err)
 		}
 	}
 	return Settings{
@@ -367,7 +369,7 @@ func (l *Loop) fence(deadline time.Time) {
 // world changed so that the loop should observe and decide again now.
 func (l *Loop) execute(ctx context.Context, p Plan, o Observation) bool {
 	for _, a := range p.Actions {
-		again, err := l.perform(ctx, a, o)
+		again, err := l.perform(ctx, a, o, p.Reason)
 		if err != nil {
 			l.log.Error("action failed", "action", a.String(), "err", err)
 			l.retrySoon = true
@@ -384,7 +386,7 @@ func (l *Loop) dcsCtx(ctx context.Context) (context.Context, context.CancelFunc)
 	return context.WithTimeout(ctx, l.opTimeout())
 }
 
-func (l *Loop) perform(ctx context.Context, a Action, o Observation) (bool, error) {
+func (l *Loop) perform(ctx context.Context, a Action, o Observation, reason string) (bool, error) {
 	switch a.Kind {
 	case Bootstrap:
 		return l.bootstrap(ctx)
@@ -422,7 +424,7 @@ func (l *Loop) perform(ctx context.Context, a Action, o Observation) (bool, erro
 			l.log.Info("lost the leader race")
 			return true, nil
 		}
-		l.log.Info("took the leader key", "reason", "leader race won")
+		l.log.Info("took the leader key", "reason", reason)
 		l.mem.WasLeader = true
 		return true, nil
 	case ReclaimLeader:
@@ -454,7 +456,7 @@ func (l *Loop) perform(ctx context.Context, a Action, o Observation) (bool, erro
 		if err := l.pg.Promote(ctx, 60*time.Second); err != nil {
 			return false, fmt.Errorf("promoting: %w", err)
 		}
-		l.log.Warn("role change: promoted to primary", "reason", "holds the leader key")
+		l.log.Warn("role change: promoted to primary", "reason", reason, "timeline_before", o.PG.Timeline, "wal", dcs.FormatLSN(o.PG.WALPosition))
 		l.mem.Upstream = ""
 		l.mem.NotStreamingSince = time.Time{}
 		return true, nil
@@ -481,7 +483,7 @@ func (l *Loop) perform(ctx context.Context, a Action, o Observation) (bool, erro
 		l.mem.Upstream = upstreamKey(a.Source)
 		l.mem.NotStreamingSince = time.Time{}
 		if a.Source != nil {
-			l.log.Info("role change: started as standby", "leader", a.Source.Name)
+			l.log.Info("role change: started as standby", "leader", a.Source.Name, "reason", reason)
 		}
 		return true, nil
 	case Follow:
@@ -491,7 +493,7 @@ func (l *Loop) perform(ctx context.Context, a Action, o Observation) (bool, erro
 		}
 		l.mem.Upstream = upstreamKey(a.Source)
 		l.mem.NotStreamingSince = time.Time{}
-		l.log.Info("role change: following leader", "leader", a.Source.Name, "restarted", restarted)
+		l.log.Info("role change: following leader", "leader", a.Source.Name, "restarted", restarted, "reason", reason)
 		return false, nil
 	case Stop:
 		wasPrimary := o.PG.Running && !o.PG.InRecovery
@@ -499,7 +501,7 @@ func (l *Loop) perform(ctx context.Context, a Action, o Observation) (bool, erro
 			return false, err
 		}
 		if wasPrimary {
-			l.log.Warn("role change: demoted (PostgreSQL stopped)", "mode", a.Mode)
+			l.log.Warn("role change: demoted (PostgreSQL stopped)", "mode", a.Mode, "reason", reason)
 		}
 		l.mem.WasLeader = false
 		l.mem.Upstream = ""
