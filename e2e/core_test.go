@@ -251,7 +251,7 @@ func TestSigstopPrimaryNoSplitBrain(t *testing.T) {
 	if fp := c.Primary(); fp != np {
 		t.Fatalf("primary changed again after SIGCONT: %d, want %d\n%s", fp, np, c.Table())
 	}
-	missing := missingRows(t, c, np, acked)
+	missing := missingIDs(t, c, np, "acked", acked)
 	t.Logf("writer: %d acknowledged, %d failed attempts; %d /primary polling rounds; missing on final primary: %d",
 		len(acked), fails, rounds, len(missing))
 	if len(missing) > 0 {

@@ -305,40 +305,6 @@ func (wr *writer) Stop() (acked []int, fails int) {
 	return wr.acked, wr.fails
 }
 
-// missingRows returns the acknowledged ids absent on node i.
-func missingRows(t *testing.T, c *launcher.Cluster, i int, acked []int) []int {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := connect(ctx, c, i)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, "SELECT id FROM acked")
-	if err != nil {
-		t.Fatal(err)
-	}
-	have := map[int]bool{}
-	for rows.Next() {
-		var id int
-		if err := rows.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		have[id] = true
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	var missing []int
-	for _, id := range acked {
-		if !have[id] {
-			missing = append(missing, id)
-		}
-	}
-	return missing
-}
-
 func readFile(p string) (string, error) {
 	b, err := os.ReadFile(p)
 	return string(b), err

@@ -23,12 +23,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pgwarden/pgwarden/internal/proc"
 )
 
 // Watch is the fence's side: it reads commands from r and stops the
@@ -112,39 +113,19 @@ func (w *watcher) fire() {
 		return
 	}
 	w.armed = false
-	pid := postmasterPID(w.dataDir)
-	if pid <= 0 || syscall.Kill(pid, 0) != nil {
+	pid := proc.PostmasterPID(w.dataDir)
+	if !proc.Alive(pid) {
 		return
 	}
 	w.log.Error("fence: leader lease deadline passed without renewal: stopping PostgreSQL (immediate shutdown)", "postmaster_pid", pid)
 	// SIGQUIT is PostgreSQL's immediate shutdown: every backend exits at once.
 	_ = syscall.Kill(pid, syscall.SIGQUIT)
-	for i := 0; i < 100 && syscall.Kill(pid, 0) == nil && !zombie(pid); i++ {
+	for i := 0; i < 100 && proc.Alive(pid); i++ {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if syscall.Kill(pid, 0) == nil && !zombie(pid) {
+	if proc.Alive(pid) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
-}
-
-func postmasterPID(dataDir string) int {
-	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
-	if err != nil {
-		return 0
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	pid, _ := strconv.Atoi(strings.TrimSpace(line))
-	return pid
-}
-
-func zombie(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	k := strings.LastIndexByte(s, ')')
-	return k >= 0 && k+2 < len(s) && s[k+2] == 'Z'
 }
 
 // Client is the daemon's side: it runs the fence process and tells it the

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/pgwarden/pgwarden/internal/etcdserver"
+	"github.com/pgwarden/pgwarden/internal/proc"
 	"github.com/pgwarden/pgwarden/internal/testutil"
 )
 
@@ -301,16 +302,8 @@ func (c *Cluster) DaemonPID(i int) int {
 // PostmasterPID returns the PID in node i's postmaster.pid when that
 // process is alive, else 0.
 func (c *Cluster) PostmasterPID(i int) int {
-	b, err := os.ReadFile(filepath.Join(c.Nodes[i].DataDir, "postmaster.pid"))
-	if err != nil {
-		return 0
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(line))
-	if err != nil || pid <= 0 {
-		return 0
-	}
-	if syscall.Kill(pid, 0) != nil {
+	pid := proc.PostmasterPID(c.Nodes[i].DataDir)
+	if !proc.Alive(pid) {
 		return 0
 	}
 	return pid
@@ -406,18 +399,13 @@ func (c *Cluster) Stop() {
 func (c *Cluster) killPostmaster(i int) {
 	dirs, _ := filepath.Glob(c.Nodes[i].DataDir + "*")
 	for _, d := range dirs {
-		b, err := os.ReadFile(filepath.Join(d, "postmaster.pid"))
-		if err != nil {
-			continue
-		}
-		line, _, _ := strings.Cut(string(b), "\n")
-		pid, err := strconv.Atoi(strings.TrimSpace(line))
-		if err != nil || pid <= 0 || syscall.Kill(pid, 0) != nil {
+		pid := proc.PostmasterPID(d)
+		if !proc.Alive(pid) {
 			continue
 		}
 		_ = syscall.Kill(pid, syscall.SIGQUIT)
 		deadline := time.Now().Add(5 * time.Second)
-		for time.Now().Before(deadline) && syscall.Kill(pid, 0) == nil {
+		for time.Now().Before(deadline) && proc.Alive(pid) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		_ = syscall.Kill(pid, syscall.SIGKILL)

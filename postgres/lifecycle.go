@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgwarden/pgwarden/internal/proc"
 )
 
 // DataDirEmpty reports whether the data directory does not exist or has no
@@ -296,40 +297,18 @@ func (i *Instance) pgctlStop(ctx context.Context, mode string, timeout time.Dura
 // pid in postmaster.pid names a live (non-zombie) process. It only reads
 // files, so it is cheap enough to poll.
 func (i *Instance) IsRunning() bool {
-	pid := i.postmasterPID()
+	pid := proc.PostmasterPID(i.s.DataDir)
 	if pid <= 0 {
 		return false
 	}
-	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+	if proc.Zombie(pid) {
+		// Reap it if it happens to be our child; otherwise this fails
+		// harmlessly (an init that does not reap leaves it a zombie).
+		var ws syscall.WaitStatus
+		_, _ = syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
 		return false
 	}
-	// A postmaster that exited but was not reaped yet still answers signal 0.
-	if stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil {
-		if k := bytes.LastIndexByte(stat, ')'); k >= 0 && k+2 < len(stat) && stat[k+2] == 'Z' {
-			// Reap it if it happens to be our child; otherwise this fails
-			// harmlessly (an init that does not reap leaves it a zombie).
-			var ws syscall.WaitStatus
-			_, _ = syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
-			return false
-		}
-	}
-	return true
-}
-
-// pidAlive reports whether pid names a live, non-zombie process.
-func pidAlive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
-		return false
-	}
-	if stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil {
-		if k := bytes.LastIndexByte(stat, ')'); k >= 0 && k+2 < len(stat) && stat[k+2] == 'Z' {
-			return false
-		}
-	}
-	return true
+	return proc.Alive(pid)
 }
 
 // removeStaleSocketLocks deletes socket lock files (.s.PGSQL.<port>.lock)
@@ -353,7 +332,7 @@ func (i *Instance) removeStaleSocketLocks() {
 		}
 		line, _, _ := strings.Cut(string(b), "\n")
 		pid, err := strconv.Atoi(strings.TrimSpace(line))
-		if err != nil || pidAlive(pid) {
+		if err != nil || proc.Alive(pid) {
 			continue
 		}
 		if os.Remove(p) == nil {
@@ -361,23 +340,6 @@ func (i *Instance) removeStaleSocketLocks() {
 			i.log.Info("removed stale socket lock file", "path", p, "pid", pid)
 		}
 	}
-}
-
-// postmasterPID returns the pid from postmaster.pid, or 0.
-func (i *Instance) postmasterPID() int {
-	f, err := os.Open(filepath.Join(i.s.DataDir, "postmaster.pid"))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	buf := make([]byte, 32)
-	n, _ := io.ReadFull(f, buf)
-	line, _, _ := strings.Cut(string(buf[:n]), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(line))
-	if err != nil {
-		return 0
-	}
-	return pid
 }
 
 // Promote promotes a running standby with pg_promote(wait => true) and
