@@ -139,7 +139,7 @@ func TestEtcdUnreachablePrimaryDemotes(t *testing.T) {
 		t.Fatal(err)
 	}
 	etcdUp := time.Since(restartAt)
-	np, at := waitWritablePrimary(t, c, "etcd_down", 1_000_000, 60*time.Second)
+	np, at := waitWritable(t, c, -1, 60*time.Second, "INSERT INTO etcd_down(id) VALUES ($1)", 1_000_000)
 	t.Logf("etcd serving again after %s; %s is the primary (was %s)", etcdUp.Round(time.Millisecond), c.Nodes[np].Name, c.Nodes[p].Name)
 	t.Logf("MEASURED etcd back: writable primary after %.2fs", at.Sub(restartAt).Seconds())
 	hp, err := c.WaitHealthy(60 * time.Second)
@@ -343,33 +343,6 @@ func checkReadableReplica(t *testing.T, c *launcher.Cluster, i int, table string
 		t.Errorf("replica %s: accepted a write while etcd is down", name)
 	}
 	t.Logf("replica %s while etcd is down: /health and /replica 200, in recovery, %d rows readable, writes refused", name, n)
-}
-
-// waitWritablePrimary waits until a node answers 200 on /primary and
-// accepts an INSERT of id into table; it returns the node and when.
-func waitWritablePrimary(t *testing.T, c *launcher.Cluster, table string, id int, timeout time.Duration) (int, time.Time) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		for i := range c.Nodes {
-			if c.HealthCode(context.Background(), i, "/primary", 500*time.Millisecond) != 200 {
-				continue
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			conn, err := connect(ctx, c, i)
-			if err == nil {
-				_, err = conn.Exec(ctx, "INSERT INTO "+table+"(id) VALUES ($1)", id)
-				conn.Close(context.Background())
-			}
-			cancel()
-			if err == nil {
-				return i, time.Now()
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("no writable primary within %s\n%s", timeout, c.Table())
-	return -1, time.Time{}
 }
 
 // missingIDs returns the ids absent from table on node i.

@@ -136,10 +136,18 @@ func waitRow(t *testing.T, c *launcher.Cluster, i int, table string, id int, tim
 // /primary and accepts a write; it returns the index and when.
 func waitNewPrimary(t *testing.T, c *launcher.Cluster, old int, timeout time.Duration) (int, time.Time) {
 	t.Helper()
+	return waitWritable(t, c, old, timeout, "CREATE TABLE IF NOT EXISTS probe(id int primary key)")
+}
+
+// waitWritable waits until a running node other than exclude (-1: none)
+// answers 200 on /primary and runs the write sql; it returns the node and
+// when.
+func waitWritable(t *testing.T, c *launcher.Cluster, exclude int, timeout time.Duration, sql string, args ...any) (int, time.Time) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		for i := range c.Nodes {
-			if i == old || c.DaemonPID(i) == 0 {
+			if i == exclude || c.DaemonPID(i) == 0 {
 				continue
 			}
 			if c.HealthCode(context.Background(), i, "/primary", 500*time.Millisecond) != 200 {
@@ -148,8 +156,8 @@ func waitNewPrimary(t *testing.T, c *launcher.Cluster, old int, timeout time.Dur
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			conn, err := connect(ctx, c, i)
 			if err == nil {
-				_, err = conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS probe(id int primary key)")
-				conn.Close(ctx)
+				_, err = conn.Exec(ctx, sql, args...)
+				conn.Close(context.Background())
 			}
 			cancel()
 			if err == nil {
@@ -158,7 +166,7 @@ func waitNewPrimary(t *testing.T, c *launcher.Cluster, old int, timeout time.Dur
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("no new primary within %s\n%s", timeout, c.Table())
+	t.Fatalf("no writable primary within %s\n%s", timeout, c.Table())
 	return -1, time.Time{}
 }
 
