@@ -271,3 +271,35 @@ func readLog(t *testing.T, c *launcher.Cluster, i int) string {
 	}
 	return b
 }
+
+// kill -9 of the primary's daemon alone, restarted at once (a crash or an
+// upgrade): the new daemon rebinds the leader key and takes over the old
+// fence's deadline, so PostgreSQL keeps running as the primary with no
+// failover and no restart.
+func TestDaemonRestartKeepsPrimary(t *testing.T) {
+	c, p := startCluster(t, nil)
+	exec1(t, c, p, "CREATE TABLE t(id int primary key)")
+	pm := c.PostmasterPID(p)
+	if err := c.KillNode(p, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StartNode(p); err != nil {
+		t.Fatal(err)
+	}
+	// Past the old lease and the old fence's deadline.
+	time.Sleep(time.Duration(2*c.Opts.TTL) * time.Second)
+	if np := c.Primary(); np != p {
+		t.Fatalf("primary is %d after the daemon restart, want %d\n%s", np, p, c.Table())
+	}
+	if got := c.PostmasterPID(p); got != pm {
+		t.Errorf("postmaster pid %d, want %d: PostgreSQL was restarted", got, pm)
+	}
+	exec1(t, c, p, "INSERT INTO t VALUES (1)")
+	if _, err := c.WaitHealthy(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	log := readLog(t, c, p)
+	if !strings.Contains(log, "took over the deadline") || !strings.Contains(log, "rebound the leader key") {
+		t.Errorf("expected the fence handover and the leader key rebind in the log")
+	}
+}

@@ -17,11 +17,12 @@ type leaseGuard struct {
 	deadline time.Time
 	fence    func(deadline time.Time)
 	external Fence
-	extArmed bool
 }
 
 // Fence is a watchdog outside this process that stops PostgreSQL at the
-// deadline unless it is moved or removed.
+// deadline unless it is moved or removed. Disarm is called every cycle in
+// which this member does not lead, so it must be cheap when nothing is
+// armed.
 type Fence interface {
 	Arm(deadline time.Time)
 	Disarm()
@@ -40,7 +41,6 @@ func (g *leaseGuard) Arm(deadline time.Time, now time.Time) {
 	}
 	if g.external != nil {
 		g.external.Arm(deadline)
-		g.extArmed = true
 	}
 	if g.timer != nil {
 		g.timer.Stop()
@@ -54,9 +54,8 @@ func (g *leaseGuard) Arm(deadline time.Time, now time.Time) {
 func (g *leaseGuard) Disarm() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.external != nil && g.extArmed {
-		g.external.Disarm()
-		g.extArmed = false
+	if g.external != nil {
+		g.external.Disarm() // a no-op when it holds no deadline
 	}
 	if g.timer != nil {
 		g.timer.Stop()

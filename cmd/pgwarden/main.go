@@ -125,7 +125,7 @@ func serve(cfg *config.Config, path string, log *slog.Logger, level *slog.LevelV
 	if err != nil {
 		return fmt.Errorf("finding our own binary for the fence process: %w", err)
 	}
-	fc, err := fence.Start([]string{self, "--fence", cfg.PostgreSQL.DataDir}, log)
+	fc, err := fence.Start([]string{self, "--fence", cfg.PostgreSQL.DataDir}, cfg.PostgreSQL.DataDir, log)
 	if err != nil {
 		return err
 	}
