@@ -190,7 +190,7 @@ func decideStandby(o Observation) Plan {
 			o.Now.Sub(o.Memory.NotStreamingSince) >= o.Settings.StreamingGrace && leader.Timeline > o.PG.Timeline {
 			return Plan{Reason: fmt.Sprintf("not streaming from %s for %s and its timeline %d is ahead of ours (%d): our WAL diverged; re-cloning",
 				leader.Name, o.Now.Sub(o.Memory.NotStreamingSince).Round(100e6), leader.Timeline, o.PG.Timeline),
-				Actions: []Action{{Kind: Stop, Mode: "fast"}, {Kind: Reclone, Source: src}}, State: "creating replica"}
+				Actions: []Action{{Kind: Reclone, Source: src}}, State: "creating replica"}
 		}
 		return plan(fmt.Sprintf("streaming from leader %s", leader.Name))
 	}

@@ -396,7 +396,7 @@ func TestDecide(t *testing.T) {
 				o.Memory.NotStreamingSince = t0.Add(-11 * time.Second)
 				return o
 			},
-			want: []ActionKind{Stop, Reclone}, reason: "diverged",
+			want: []ActionKind{Reclone}, reason: "diverged",
 		},
 		{
 			name: "standby not streaming within the grace: wait",

@@ -365,9 +365,11 @@ func (l *Loop) fence(deadline time.Time) {
 	l.Wake()
 }
 
-// execute performs the plan's actions in order and reports whether the
-// world changed so that the loop should observe and decide again now.
+// execute performs the plan's actions in order, stopping at the first
+// failure, and reports whether the world changed so that the loop should
+// observe and decide again now.
 func (l *Loop) execute(ctx context.Context, p Plan, o Observation) bool {
+	changed := false
 	for _, a := range p.Actions {
 		again, err := l.perform(ctx, a, o, p.Reason)
 		if err != nil {
@@ -375,11 +377,9 @@ func (l *Loop) execute(ctx context.Context, p Plan, o Observation) bool {
 			l.retrySoon = true
 			return false
 		}
-		if again {
-			return true
-		}
+		changed = changed || again
 	}
-	return false
+	return changed
 }
 
 func (l *Loop) dcsCtx(ctx context.Context) (context.Context, context.CancelFunc) {

@@ -17,8 +17,8 @@ const (
 	// Clone copies the data directory from Source with pg_basebackup and
 	// starts as its standby.
 	Clone
-	// Reclone moves the data directory aside (never deletes it), then
-	// clones from Source.
+	// Reclone stops PostgreSQL if it runs, moves the data directory aside
+	// (never deletes it), then clones from Source.
 	Reclone
 	// AcquireLeader tries to create the leader key with our lease.
 	AcquireLeader
