@@ -169,10 +169,9 @@ func fresh(n *status.Node, now time.Time) bool { return now.Sub(n.Published) <= 
 
 // replicaOK is Patroni's replica check: PostgreSQL running as a replica, no
 // noloadbalance tag, not lagging beyond ?lag, in ?replication_state; and,
-// pgwarden's additions, a snapshot no older than ttl and a standby that
-// streams (one that lost its upstream serves reads of unknown staleness).
+// pgwarden's addition, a snapshot no older than ttl.
 func replicaOK(n *status.Node, now time.Time, q *healthQuery) bool {
-	if stateOf(n) != "running" || !n.PG.InRecovery || n.Tags.NoLoadBalance || !fresh(n, now) || !n.PG.Streaming {
+	if stateOf(n) != "running" || !n.PG.InRecovery || n.Tags.NoLoadBalance || !fresh(n, now) {
 		return false
 	}
 	if q.hasLag {

@@ -67,18 +67,6 @@ func TestHealthEndpoints(t *testing.T) {
 			},
 		},
 		{
-			// pgwarden only: a standby that lost its upstream leaves the read pool.
-			name: "replica not streaming",
-			node: func() *status.Node {
-				n := replicaNode()
-				n.PG.Streaming = false
-				return n
-			},
-			checks: []check{
-				{"/replica", down}, {"/read-only", down}, {"/health", ok}, {"/readiness", down},
-			},
-		},
-		{
 			name: "replica lagging 2MiB",
 			node: laggingReplicaNode,
 			checks: []check{
