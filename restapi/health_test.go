@@ -67,6 +67,21 @@ func TestHealthEndpoints(t *testing.T) {
 			},
 		},
 		{
+			// As Patroni: a running standby serves reads even while it does
+			// not stream (no primary during a failover); ?lag and
+			// ?replication_state=streaming narrow that.
+			name: "replica not streaming",
+			node: func() *status.Node {
+				n := replicaNode()
+				n.PG.Streaming = false
+				return n
+			},
+			checks: []check{
+				{"/replica", ok}, {"/replica?replication_state=streaming", down}, {"/read-only", ok},
+				{"/health", ok}, {"/readiness", down},
+			},
+		},
+		{
 			name: "replica lagging 2MiB",
 			node: laggingReplicaNode,
 			checks: []check{
