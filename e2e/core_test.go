@@ -34,11 +34,7 @@ func TestBootstrapAndReplication(t *testing.T) {
 		t.Errorf("primary /replica = %d, want 503", code)
 	}
 
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.EtcdURL()}, DialTimeout: 3 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	cli := etcdClient(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	resp, err := cli.Get(ctx, "/service/e2e/", clientv3.WithPrefix())

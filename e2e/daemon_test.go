@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/pgwarden/pgwarden/launcher"
 )
 
@@ -198,11 +196,7 @@ func showSetting(c *launcher.Cluster, i int, name string) string {
 // memberTags reads node's member key from etcd and returns its tags.
 func memberTags(t *testing.T, c *launcher.Cluster, name string) map[string]any {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.EtcdURL()}, DialTimeout: 3 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	cli := etcdClient(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	resp, err := cli.Get(ctx, "/service/"+c.Opts.Scope+"/members/"+name)

@@ -5,8 +5,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // Garbage written into the cluster's keys by another tool is logged and
@@ -14,11 +12,7 @@ import (
 // over.
 func TestGarbledEtcdValuesSurvived(t *testing.T) {
 	c, p := startCluster(t, nil)
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.EtcdURL()}, DialTimeout: 3 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	cli := etcdClient(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for k, v := range map[string]string{

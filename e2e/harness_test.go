@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/pgwarden/pgwarden/launcher"
 )
@@ -369,4 +370,15 @@ func (d *directWriter) Stop() time.Time {
 	close(d.stop)
 	<-d.done
 	return d.last
+}
+
+// etcdClient connects to the cluster's etcd; closed when the test ends.
+func etcdClient(t *testing.T, c *launcher.Cluster) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.EtcdURL()}, DialTimeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
 }
