@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,11 +29,11 @@ func TestEtcdUnreachablePrimaryDemotes(t *testing.T) {
 	}
 
 	probe := startWriteProbe(c, p, "etcd_down")
-	poll := startPrimaryPoll(c)
+	poll := watchPrimaries(c)
 	time.Sleep(1500 * time.Millisecond)
 	if probe.okCount() == 0 {
 		probe.stop()
-		poll.stop()
+		poll.Stop()
 		t.Fatalf("no write succeeded on the primary %s before etcd was stopped", c.Nodes[p].Name)
 	}
 
@@ -75,7 +74,8 @@ func TestEtcdUnreachablePrimaryDemotes(t *testing.T) {
 	// succeed and no /primary answer 200 while etcd is down.
 	time.Sleep(500 * time.Millisecond)
 	attempts := probe.stop()
-	codes := poll.stop()
+	poll.Stop()
+	codes := poll.Codes()
 	t.Logf("StopEtcd returned after %s (etcd waits for open watch streams before it exits)", stopTook.Round(time.Millisecond))
 
 	// The writes.
@@ -169,121 +169,6 @@ func TestEtcdUnreachablePrimaryDemotes(t *testing.T) {
 	if missing := missingIDs(t, c, hp, "etcd_down", acked); len(missing) > 0 {
 		t.Logf("NOTE: %d of %d acknowledged writes are not on the final primary %s: %v", len(missing), len(acked), c.Nodes[hp].Name, missing)
 	}
-}
-
-// writeAttempt is one INSERT of the write probe.
-type writeAttempt struct {
-	id         int
-	start, end time.Time
-	err        error
-}
-
-// writeProbe inserts an increasing id into a table on one node every
-// 50 ms, each time over a new connection with short timeouts.
-type writeProbe struct {
-	mu       sync.Mutex
-	attempts []writeAttempt
-	quit     chan struct{}
-	done     chan struct{}
-}
-
-func startWriteProbe(c *launcher.Cluster, node int, table string) *writeProbe {
-	w := &writeProbe{quit: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		for id := 1; ; id++ {
-			a := writeAttempt{id: id, start: time.Now()}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			conn, err := connect(ctx, c, node)
-			if err == nil {
-				_, err = conn.Exec(ctx, "INSERT INTO "+table+"(id) VALUES ($1)", id)
-				conn.Close(context.Background())
-			}
-			cancel()
-			a.end, a.err = time.Now(), err
-			w.mu.Lock()
-			w.attempts = append(w.attempts, a)
-			w.mu.Unlock()
-			select {
-			case <-w.quit:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	return w
-}
-
-func (w *writeProbe) okCount() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	n := 0
-	for _, a := range w.attempts {
-		if a.err == nil {
-			n++
-		}
-	}
-	return n
-}
-
-func (w *writeProbe) stop() []writeAttempt {
-	close(w.quit)
-	<-w.done
-	return w.attempts
-}
-
-// primaryCode is one answer of one node on /primary.
-type primaryCode struct {
-	node int
-	at   time.Time // when the request was sent
-	code int
-}
-
-// primaryPoll asks every node for /primary every 100 ms and keeps every
-// answer.
-type primaryPoll struct {
-	mu    sync.Mutex
-	codes []primaryCode
-	quit  chan struct{}
-	done  chan struct{}
-}
-
-func startPrimaryPoll(c *launcher.Cluster) *primaryPoll {
-	pp := &primaryPoll{quit: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(pp.done)
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			var wg sync.WaitGroup
-			for i := range c.Nodes {
-				wg.Add(1)
-				go func(i int) {
-					defer wg.Done()
-					at := time.Now()
-					code := c.HealthCode(context.Background(), i, "/primary", 400*time.Millisecond)
-					pp.mu.Lock()
-					pp.codes = append(pp.codes, primaryCode{node: i, at: at, code: code})
-					pp.mu.Unlock()
-				}(i)
-			}
-			wg.Wait()
-			select {
-			case <-pp.quit:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	return pp
-}
-
-func (pp *primaryPoll) stop() []primaryCode {
-	close(pp.quit)
-	<-pp.done
-	return pp.codes
 }
 
 // waitTable waits until node i can read table.

@@ -171,14 +171,22 @@ func waitWritable(t *testing.T, c *launcher.Cluster, exclude int, timeout time.D
 	return -1, time.Time{}
 }
 
-// primaryWatch polls /primary on every node every 100 ms and records any
-// moment at which two nodes answered 200 at once.
+// primaryCode is one answer of one node on /primary.
+type primaryCode struct {
+	node int
+	at   time.Time // when the request was sent
+	code int
+}
+
+// primaryWatch polls /primary on every node every 100 ms, keeps every
+// answer, and records any round in which two nodes answered 200 at once.
 type primaryWatch struct {
 	c       *launcher.Cluster
 	mu      sync.Mutex
 	current int // index answering 200 in the last round, -1 none
 	doubles []string
 	rounds  int
+	codes   []primaryCode
 	stop    chan struct{}
 	done    chan struct{}
 }
@@ -195,6 +203,7 @@ func (w *primaryWatch) run() {
 	defer t.Stop()
 	for {
 		codes := make([]int, len(w.c.Nodes))
+		sent := time.Now()
 		var wg sync.WaitGroup
 		for i := range w.c.Nodes {
 			wg.Add(1)
@@ -213,6 +222,9 @@ func (w *primaryWatch) run() {
 		}
 		w.mu.Lock()
 		w.rounds++
+		for i, code := range codes {
+			w.codes = append(w.codes, primaryCode{node: i, at: sent, code: code})
+		}
 		if n > 1 {
 			w.doubles = append(w.doubles, fmt.Sprintf("%s: %v", time.Now().Format("15:04:05.000"), codes))
 			cur = -1
@@ -238,6 +250,9 @@ func (w *primaryWatch) Stop() (doubles []string, rounds int) {
 	<-w.done
 	return w.doubles, w.rounds
 }
+
+// Codes returns every answer; call it after Stop.
+func (w *primaryWatch) Codes() []primaryCode { return w.codes }
 
 // writer inserts increasing ids into table acked on whichever node the
 // watch says is primary, and remembers every id whose insert was
@@ -319,57 +334,79 @@ func readFile(p string) (string, error) {
 	return string(b), err
 }
 
-// directWriter writes to one node's PostgreSQL every 50 ms, whatever the
-// REST API says, and remembers when a write last succeeded.
-type directWriter struct {
-	last time.Time
-	stop chan struct{}
-	done chan struct{}
+// writeAttempt is one INSERT of the write probe.
+type writeAttempt struct {
+	id         int
+	start, end time.Time
+	err        error
 }
 
-func startDirectWriter(c *launcher.Cluster, i int) *directWriter {
-	d := &directWriter{stop: make(chan struct{}), done: make(chan struct{})}
+// writeProbe inserts an increasing id into a table on one node every
+// 50 ms, each time over a new connection with short timeouts.
+type writeProbe struct {
+	mu       sync.Mutex
+	attempts []writeAttempt
+	quit     chan struct{}
+	done     chan struct{}
+}
+
+func startWriteProbe(c *launcher.Cluster, node int, table string) *writeProbe {
+	w := &writeProbe{quit: make(chan struct{}), done: make(chan struct{})}
 	go func() {
-		defer close(d.done)
-		var conn *pgx.Conn
-		defer func() {
-			if conn != nil {
-				conn.Close(context.Background())
-			}
-		}()
-		for {
-			select {
-			case <-d.stop:
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-			if conn == nil {
-				var err error
-				if conn, err = connect(ctx, c, i); err != nil {
-					conn = nil
-					cancel()
-					continue
-				}
-			}
-			_, err := conn.Exec(ctx, "INSERT INTO direct DEFAULT VALUES")
-			cancel()
+		defer close(w.done)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for id := 1; ; id++ {
+			a := writeAttempt{id: id, start: time.Now()}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			conn, err := connect(ctx, c, node)
 			if err == nil {
-				d.last = time.Now()
-			} else {
+				_, err = conn.Exec(ctx, "INSERT INTO "+table+"(id) VALUES ($1)", id)
 				conn.Close(context.Background())
-				conn = nil
+			}
+			cancel()
+			a.end, a.err = time.Now(), err
+			w.mu.Lock()
+			w.attempts = append(w.attempts, a)
+			w.mu.Unlock()
+			select {
+			case <-w.quit:
+				return
+			case <-tick.C:
 			}
 		}
 	}()
-	return d
+	return w
 }
 
-// Stop ends the writer and returns when a write last succeeded.
-func (d *directWriter) Stop() time.Time {
-	close(d.stop)
-	<-d.done
-	return d.last
+func (w *writeProbe) okCount() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, a := range w.attempts {
+		if a.err == nil {
+			n++
+		}
+	}
+	return n
+}
+
+func (w *writeProbe) stop() []writeAttempt {
+	close(w.quit)
+	<-w.done
+	return w.attempts
+}
+
+// lastOK returns when the last acknowledged write was acknowledged (zero
+// when none was); call it after stop.
+func (w *writeProbe) lastOK() time.Time {
+	var last time.Time
+	for _, a := range w.attempts {
+		if a.err == nil {
+			last = a.end
+		}
+	}
+	return last
 }
 
 // etcdClient connects to the cluster's etcd; closed when the test ends.

@@ -16,15 +16,7 @@ import (
 )
 
 func TestStartPutGetStop(t *testing.T) {
-	dir := testutil.WorldTempDir(t, "etcdserver-")
-	clientURL := fmt.Sprintf("http://127.0.0.1:%d", testutil.FreePort(t))
-	peerURL := fmt.Sprintf("http://127.0.0.1:%d", testutil.FreePort(t))
-
-	srv, err := Start(dir, clientURL, peerURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
+	srv, clientURL := startServer(t)
 	if got := srv.ClientURL(); got != clientURL {
 		t.Fatalf("ClientURL() = %q, want %q", got, clientURL)
 	}
@@ -71,14 +63,7 @@ func TestStartRejectsBadURL(t *testing.T) {
 // Patroni's etcd3 client (and patronictl) speak etcd's JSON gRPC-gateway
 // over plain HTTP on the client port: GET /version, then POST /v3/...
 func TestGatewayServesPatronisRequests(t *testing.T) {
-	dir := testutil.WorldTempDir(t, "etcdserver-gw-")
-	clientURL := fmt.Sprintf("http://127.0.0.1:%d", testutil.FreePort(t))
-	peerURL := fmt.Sprintf("http://127.0.0.1:%d", testutil.FreePort(t))
-	srv, err := Start(dir, clientURL, peerURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
+	_, clientURL := startServer(t)
 	hc := &http.Client{Timeout: 5 * time.Second}
 
 	resp, err := hc.Get(clientURL + "/version")
@@ -134,4 +119,17 @@ func TestGatewayServesPatronisRequests(t *testing.T) {
 	if len(rng.KVs) != 1 || rng.KVs[0].Key != b64("/service/gw/leader") || rng.KVs[0].Value != b64("node1") {
 		t.Fatalf("range = %+v, want the one key just put", rng)
 	}
+}
+
+// startServer runs a server on free ports, stopped when the test ends.
+func startServer(t *testing.T) (*Server, string) {
+	t.Helper()
+	clientURL := fmt.Sprintf("http://127.0.0.1:%d", testutil.FreePort(t))
+	peerURL := fmt.Sprintf("http://127.0.0.1:%d", testutil.FreePort(t))
+	srv, err := Start(testutil.WorldTempDir(t, "etcdserver-"), clientURL, peerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	return srv, clientURL
 }
