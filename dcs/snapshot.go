@@ -60,11 +60,30 @@ func (e *Etcd) Snapshot(ctx context.Context) (*Cluster, error) {
 			}
 			c.Status = &s
 		case keyFailover:
+			c.FailoverRevision = kv.ModRevision
 			c.Failover = e.rawValue(kv, bad)
+			if c.Failover != nil {
+				f, err := ParseFailover(c.Failover)
+				if err != nil {
+					bad(kv, err)
+				} else if !f.Empty() {
+					f.ModRevision = kv.ModRevision
+					c.FailoverRequest = &f
+				}
+			}
 		case keySync:
 			c.Sync = e.rawValue(kv, bad)
 		case keyHistory:
+			c.HistoryRevision = kv.ModRevision
 			c.History = e.rawValue(kv, bad)
+			if c.History != nil {
+				h, err := ParseHistory(c.History)
+				if err != nil {
+					bad(kv, err)
+				} else {
+					c.HistoryEntries = h
+				}
+			}
 		default:
 			name, ok := strings.CutPrefix(rel, keyMembers)
 			if !ok || name == "" || strings.Contains(name, "/") {

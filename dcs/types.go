@@ -69,10 +69,28 @@ type Cluster struct {
 
 	Status   *Status         // nil when absent or garbled
 	Failover json.RawMessage // raw value of the failover key, nil when absent, empty or not JSON
+	// FailoverRequest is the parsed failover key: nil when absent, {} or
+	// garbled. FailoverRevision is the key's mod revision (0 when absent).
+	FailoverRequest  *Failover
+	FailoverRevision int64
 	Sync     json.RawMessage // raw value of the sync key, nil when absent, empty or not JSON
 	History  json.RawMessage // raw value of the history key, nil when absent, empty or not JSON
+	// HistoryEntries is the parsed history key (nil when absent or
+	// garbled); HistoryRevision its mod revision (0 when absent).
+	HistoryEntries  []HistoryEntry
+	HistoryRevision int64
 
 	Revision int64 // etcd header revision of the read
+}
+
+// Paused reports whether the dynamic configuration says pause: true
+// (maintenance mode: no automatic failover, restart or demotion).
+func (c *Cluster) Paused() bool {
+	if c == nil || c.Config == nil {
+		return false
+	}
+	p, _ := c.Config["pause"].(bool)
+	return p
 }
 
 // Member returns the member with the given name, or nil.

@@ -37,6 +37,11 @@ type Options struct {
 	// Default time.Now (which carries the monotonic reading that
 	// status.Node's LeaderUntil and Published are compared with).
 	Now func() time.Time
+	// Ops backs the unsafe endpoints (POST /switchover, /failover,
+	// /restart, /reinitialize, /reload, PATCH/PUT /config, DELETE
+	// /switchover, /restart) and GET /config and /history. Nil: those
+	// routes answer 503.
+	Ops Operations
 }
 
 // Timeouts of the HTTP server. Health checks are tiny requests; the limits

@@ -40,6 +40,20 @@ type Node struct {
 	MaximumLag  int64
 	Tags        config.Tags
 	Paused      bool
+	// PendingRestart: PostgreSQL needs a restart for a changed parameter.
+	PendingRestart bool
+	// ScheduledRestart is the restart waiting for its time, nil when none.
+	ScheduledRestart *ScheduledRestart
+}
+
+// ScheduledRestart is a restart asked for a later time (POST /restart with
+// "schedule"), with the conditions it was asked with.
+type ScheduledRestart struct {
+	At                  time.Time
+	PostmasterStartTime time.Time // when the restart was scheduled; a restart since cancels it
+	RestartPending      bool
+	Role                string
+	PostgresVersion     int
 }
 
 // IsRunningPrimary reports whether the node may answer 200 on /primary at
