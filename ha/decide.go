@@ -2,6 +2,7 @@ package ha
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/pgwarden/pgwarden/dcs"
 	"github.com/pgwarden/pgwarden/postgres"
@@ -43,16 +44,33 @@ func Decide(o Observation) Plan {
 		}
 	}
 
+	if o.Memory.Reinit && !holdsLeader(o) {
+		if src := cloneSource(o); src != nil {
+			return Plan{Reason: fmt.Sprintf("reinitialize requested: removing the data directory and cloning from %s", src.Name),
+				Actions: []Action{{Kind: Reinitialize, Source: src}}, State: "creating replica"}
+		}
+	}
+
 	if !o.PG.Running {
 		return decideStopped(o)
 	}
 	if !o.PG.Accepting {
 		return Plan{Reason: "PostgreSQL is running but not accepting connections yet", State: "starting"}
 	}
+	var p Plan
 	if o.PG.InRecovery {
-		return decideStandby(o)
+		p = decideStandby(o)
+	} else {
+		p = decidePrimary(o)
 	}
-	return decidePrimary(o)
+	if len(p.Actions) == 0 {
+		if r, due := decideDueRestart(o); due {
+			return r
+		} else if !r.WakeAt.IsZero() && (p.WakeAt.IsZero() || r.WakeAt.Before(p.WakeAt)) {
+			p.WakeAt = r.WakeAt
+		}
+	}
+	return p
 }
 
 // holdsLeader reports whether the snapshot shows the leader key bound to
@@ -78,6 +96,9 @@ func otherLeader(o Observation) *dcs.Member {
 }
 
 func decideWithoutDCS(o Observation) Plan {
+	if o.Paused {
+		return plan("etcd is unreachable; maintenance mode: keeping PostgreSQL as it is")
+	}
 	if o.PG.Running && !o.PG.InRecovery && o.Memory.WasLeader {
 		if !o.Now.Before(o.LeaderUntil) {
 			return plan("etcd is unreachable and the leader lease may expire: demoting so no two primaries accept writes",
@@ -115,6 +136,10 @@ func decideUninitialized(o Observation) Plan {
 func decideStopped(o Observation) Plan {
 	c := o.Cluster
 	if holdsLeader(o) {
+		if o.Paused {
+			return Plan{Reason: "maintenance mode: PostgreSQL is not running on the leader; releasing the leader key without restarting it",
+				Actions: []Action{act(ReleaseLeader)}, State: "stopped"}
+		}
 		if o.Memory.PrimaryRestarts < o.Settings.MaxPrimaryRestarts {
 			return Plan{Reason: fmt.Sprintf("PostgreSQL is not running on the leader; restart attempt %d of %d",
 				o.Memory.PrimaryRestarts+1, o.Settings.MaxPrimaryRestarts),
@@ -123,8 +148,14 @@ func decideStopped(o Observation) Plan {
 		return Plan{Reason: fmt.Sprintf("PostgreSQL failed to restart %d times; releasing the leader key so a replica takes over",
 			o.Memory.PrimaryRestarts), Actions: []Action{act(ReleaseLeader)}, State: "crashed"}
 	}
+	if o.Paused && !o.Memory.Demoted {
+		return Plan{Reason: "maintenance mode: PostgreSQL is stopped and is not started automatically", State: "stopped"}
+	}
 	leader := otherLeader(o)
 	if leader == nil {
+		if f := pendingRequest(o); f != nil && (f.Leader == o.Name || f.Candidate != "" && f.Candidate != o.Name && candidateAlive(o, f)) {
+			return Plan{Reason: "switchover: waiting for the new leader to take the leader key", State: "stopped"}
+		}
 		if c.Leader != nil && c.Leader.Name != o.Name {
 			return Plan{Reason: fmt.Sprintf("leader %s has no member key; waiting", c.Leader.Name), State: "stopped"}
 		}
@@ -201,6 +232,21 @@ func decideStandby(o Observation) Plan {
 	if c.Leader != nil {
 		return plan(fmt.Sprintf("leader %s has no member key; waiting", c.Leader.Name))
 	}
+	if p, ok := decideStandbyRequest(o); ok {
+		return p
+	}
+	if o.Paused {
+		return plan("the leader key is free, but maintenance mode allows no automatic failover")
+	}
+	if f := pendingRequest(o); f != nil && f.Leader != "" {
+		// A switchover without a candidate: the healthiest races, but only
+		// with everything the old primary wrote.
+		if st := c.Status; st != nil && o.PG.WALPosition <= st.Optime {
+			p := plan(fmt.Sprintf("switchover: waiting to receive the old primary's WAL up to its shutdown checkpoint %s", dcs.FormatLSN(st.Optime)))
+			p.WakeAt = o.Now.Add(50 * time.Millisecond)
+			return p
+		}
+	}
 	if ok, why := healthiest(o); !ok {
 		return plan("leader key is free but this member may not take it: " + why)
 	}
@@ -240,6 +286,9 @@ func healthiest(o Observation) (bool, string) {
 func decidePrimary(o Observation) Plan {
 	c := o.Cluster
 	if holdsLeader(o) {
+		if p, ok := decideLeaderRequest(o); ok {
+			return p
+		}
 		return plan("this member is the leader and holds the leader key")
 	}
 	if ourStaleLeaderKey(o) {
@@ -247,10 +296,16 @@ func decidePrimary(o Observation) Plan {
 	}
 	if leader := otherLeader(o); leader != nil || (c.Leader != nil && c.Leader.Name != o.Name) {
 		name := c.Leader.Name
+		if o.Paused {
+			return plan(fmt.Sprintf("maintenance mode: PostgreSQL runs as primary while %s holds the leader key; not demoting it", name))
+		}
 		return Plan{Reason: fmt.Sprintf("PostgreSQL runs as primary but %s holds the leader key: demoting at once", name),
 			Actions: []Action{{Kind: Stop, Mode: "immediate"}}, State: "stopping"}
 	}
 	// No leader key, or our name with an expired belief.
+	if o.Paused && c.Leader == nil && o.LeaseID != 0 && o.Now.Before(o.LeaderUntil) {
+		return plan("maintenance mode: the running primary takes the free leader key", act(AcquireLeader))
+	}
 	if o.Memory.WasLeader && o.LeaseID != 0 && o.Now.Before(o.LeaderUntil) {
 		return plan("the leader key vanished while our lease is fresh; taking it back", act(AcquireLeader))
 	}

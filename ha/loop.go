@@ -2,12 +2,12 @@ package ha
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
+	"maps"
 	"net/http"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +32,9 @@ type DCS interface {
 	SetConfig(ctx context.Context, cfg map[string]any, prevRevision int64) (bool, error)
 	WriteStatus(ctx context.Context, s dcs.Status) error
 	Watch(ctx context.Context) <-chan struct{}
+	SetFailover(ctx context.Context, f *dcs.Failover, prevRevision int64) (bool, error)
+	ReleaseLeader(ctx context.Context, optime int64) (bool, error)
+	SetHistory(ctx context.Context, entries []dcs.HistoryEntry, prevRevision int64) (bool, error)
 }
 
 // Postgres is what the loop needs of the local instance.
@@ -51,6 +54,10 @@ type Postgres interface {
 	MoveAside() (string, error)
 	TimelineSwitchpoint(ctx context.Context, upstream postgres.ConnInfo, tli int) (int64, bool, error)
 	Reload(ctx context.Context) error
+	Checkpoint(ctx context.Context) error
+	SetParameters(params map[string]string) error
+	RemoveDataDir() error
+	HistoryFile(ctx context.Context) ([]postgres.TimelineHistoryLine, error)
 }
 
 // Config is the loop's fixed configuration.
@@ -66,6 +73,9 @@ type Config struct {
 	MaxPrimaryRestarts int            // default 3
 	// Fence, when set, is a watchdog process told every leader deadline.
 	Fence Fence
+	// LocalParameters are postgresql.parameters from the YAML file; they
+	// override the dynamic configuration's.
+	LocalParameters map[string]string
 }
 
 // Loop runs the HA cycle for one member.
@@ -88,8 +98,17 @@ type Loop struct {
 	guard        *leaseGuard
 	wake         chan struct{}
 	retrySoon    bool
-	reloadReq    atomic.Pointer[config.Tags]
+	reloadReq    atomic.Pointer[reloadRequest]
 	badConfigRev int64 // config key revision last reported as invalid
+	ops          chan opRequest
+	wakeAt       time.Time         // from the last plan: look again no later than this
+	params       map[string]string // PostgreSQL parameters last handed to the instance
+	paused       bool              // the last config read said pause: true
+}
+
+type reloadRequest struct {
+	tags   config.Tags
+	params map[string]string
 }
 
 // New builds a loop. board receives the status after every cycle.
@@ -102,8 +121,9 @@ func New(cfg Config, d DCS, pg Postgres, board *status.Board, log *slog.Logger) 
 	}
 	l := &Loop{cfg: cfg, dcs: d, pg: pg, board: board, log: log, now: time.Now,
 		http: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
-		wake: make(chan struct{}, 1)}
+		wake: make(chan struct{}, 1), ops: make(chan opRequest)}
 	l.settings = l.settingsFrom(nil)
+	l.params = l.wantParameters() // what the instance was built with
 	l.guard = newLeaseGuard(l.fence, cfg.Fence)
 	return l
 }
@@ -131,6 +151,9 @@ func (l *Loop) Run(ctx context.Context) error {
 		if l.retrySoon {
 			wait = min(wait, time.Second)
 		}
+		if !l.wakeAt.IsZero() {
+			wait = max(min(wait, l.wakeAt.Sub(l.now())), 0)
+		}
 		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -139,6 +162,8 @@ func (l *Loop) Run(ctx context.Context) error {
 			return nil
 		case <-events:
 		case <-l.wake:
+		case req := <-l.ops:
+			l.serveOps(ctx, req)
 		case <-timer.C:
 		}
 		timer.Stop()
@@ -169,41 +194,78 @@ func (l *Loop) opTimeout() time.Duration {
 	return max(time.Second, min(l.settings.RetryTimeout, l.settings.TTL/3))
 }
 
-// Reload asks the loop to apply new tags and rewrite PostgreSQL's
-// configuration (after the caller changed its parameters) at the start of
-// the next cycle, which it runs at once.
-func (l *Loop) Reload(tags config.Tags) {
-	l.reloadReq.Store(&tags)
+// Reload asks the loop to apply new tags and local PostgreSQL parameters
+// (postgresql.parameters of the YAML file) at the start of the next
+// cycle, which it runs at once.
+func (l *Loop) Reload(tags config.Tags, localParams map[string]string) {
+	l.reloadReq.Store(&reloadRequest{tags: tags, params: localParams})
 	l.Wake()
 }
 
 func (l *Loop) applyReload(ctx context.Context) {
-	tags := l.reloadReq.Swap(nil)
-	if tags == nil {
+	r := l.reloadReq.Swap(nil)
+	if r == nil {
 		return
 	}
-	l.cfg.Tags = *tags
-	l.settings.NoFailover, l.settings.CloneFrom = tags.NoFailover, tags.CloneFrom
-	if !l.pg.IsRunning() {
+	l.cfg.Tags = r.tags
+	l.cfg.LocalParameters = r.params
+	l.settings.NoFailover, l.settings.CloneFrom = r.tags.NoFailover, r.tags.CloneFrom
+	l.applyParameters(ctx, true)
+}
+
+// applyParameters hands PostgreSQL the dynamic parameters overlaid by the
+// local ones, and when they changed (or force) rewrites its configuration
+// and reloads it. Parameters that need a restart then show as
+// pending_restart.
+func (l *Loop) applyParameters(ctx context.Context, force bool) {
+	want := l.wantParameters()
+	changed := !maps.Equal(want, l.params)
+	if !changed && !force {
 		return
+	}
+	l.params = want // refused or not, do not retry every cycle
+	if err := l.pg.SetParameters(want); err != nil {
+		l.log.Error("the PostgreSQL parameters from the configuration are refused; keeping the previous ones", "err", err)
+		return
+	}
+	if !l.pg.IsRunning() {
+		return // written at the next start
 	}
 	st, err := l.pg.Observe(ctx)
 	if err != nil {
-		l.log.Warn("reload: observing PostgreSQL", "err", err)
+		l.log.Warn("applying parameters: observing PostgreSQL", "err", err)
 		return
 	}
-	var up *postgres.ConnInfo
-	if host, port, err := net.SplitHostPort(l.mem.Upstream); err == nil {
-		p, _ := strconv.Atoi(port)
-		up = &postgres.ConnInfo{Host: host, Port: p}
-	}
-	if err := l.pg.WriteConfig(st.InRecovery, up); err != nil {
-		l.log.Error("reload: writing PostgreSQL configuration", "err", err)
+	if err := l.pg.WriteConfig(st.InRecovery, l.upstreamInfo()); err != nil {
+		l.log.Error("applying parameters: writing PostgreSQL configuration", "err", err)
 		return
 	}
 	if err := l.pg.Reload(ctx); err != nil {
-		l.log.Error("reload: reloading PostgreSQL", "err", err)
+		l.log.Error("applying parameters: reloading PostgreSQL", "err", err)
+		return
 	}
+	if changed {
+		l.log.Info("PostgreSQL parameters changed: configuration rewritten and reloaded")
+	}
+}
+
+// wantParameters: the dynamic configuration's postgresql.parameters (the
+// config key, or bootstrap.dcs before it exists) overlaid by the local ones.
+func (l *Loop) wantParameters() map[string]string {
+	dyn := l.cfg.Bootstrap
+	if l.cluster != nil && l.cluster.Config != nil {
+		if d, err := config.DynamicFromMap(l.cluster.Config); err == nil {
+			dyn = d
+		}
+	}
+	want := make(map[string]string, len(dyn.Parameters)+len(l.cfg.LocalParameters))
+	for k, v := range dyn.Parameters {
+		want[k] = v
+	}
+	for k, v := range l.cfg.LocalParameters {
+		want[k] = v
+	}
+	return want
 }
 
 func (l *Loop) cycle(ctx context.Context) {
@@ -228,6 +290,7 @@ func (l *Loop) cycle(ctx context.Context) {
 			break
 		}
 	}
+	l.wakeAt = p.WakeAt
 	l.afterCycle(ctx, obs, p)
 }
 
@@ -263,8 +326,11 @@ func (l *Loop) observe(ctx context.Context) Observation {
 		l.dcsLastSeen = time.Now()
 		l.cluster = cluster
 		l.applySettings(cluster)
+		l.paused = cluster.Paused()
+		l.applyParameters(ctx, false)
 	}
 	o.Cluster = cluster
+	o.Paused = l.paused
 	o.LeaseID = l.dcs.LeaseID()
 	o.Settings = l.settings
 	if !l.renewedAt.IsZero() {
@@ -507,8 +573,62 @@ func (l *Loop) perform(ctx context.Context, a Action, o Observation, reason stri
 		l.mem.Upstream = ""
 		l.guard.Disarm()
 		return true, nil
+	case Demote:
+		if err := l.demote(ctx, o, reason); err != nil {
+			return false, err
+		}
+		return true, nil
+	case ClearFailover:
+		c, cancel := l.dcsCtx(ctx)
+		defer cancel()
+		if _, err := l.dcs.SetFailover(c, nil, a.Revision); err != nil {
+			return false, err
+		}
+		l.log.Info("cleared the failover key", "reason", reason)
+		return true, nil
+	case Restart:
+		r := l.mem.ScheduledRestart
+		l.mem.ScheduledRestart = nil
+		if r == nil {
+			return true, nil
+		}
+		ok, msg := l.restartNow(ctx, *r)
+		if !ok {
+			l.log.Warn("scheduled restart not done", "why", msg)
+		}
+		return true, nil
+	case Reinitialize:
+		return true, l.reinitialize(ctx, a.Source)
 	}
 	return false, fmt.Errorf("unknown action %v", a)
+}
+
+// reinitialize removes the data directory and clones it again.
+func (l *Loop) reinitialize(ctx context.Context, src *Source) error {
+	l.mem.Reinit = false
+	if l.pg.IsRunning() {
+		if err := l.pg.Stop(ctx, "immediate", 60*time.Second); err != nil {
+			return fmt.Errorf("reinitialize: stopping PostgreSQL: %w", err)
+		}
+	}
+	if err := l.pg.RemoveDataDir(); err != nil {
+		return fmt.Errorf("reinitialize: removing the data directory: %w", err)
+	}
+	l.log.Warn("reinitialize: data directory removed; cloning", "from", src.Name)
+	if err := l.pg.Basebackup(ctx, src.ConnInfo); err != nil {
+		return fmt.Errorf("reinitialize: cloning from %s: %w", src.Name, err)
+	}
+	if err := l.pg.WriteConfig(true, &src.ConnInfo); err != nil {
+		return err
+	}
+	if err := l.pg.Start(ctx, l.cfg.StartTimeout); err != nil {
+		return err
+	}
+	l.mem.Upstream = upstreamKey(src)
+	l.mem.NotStreamingSince = time.Time{}
+	l.mem.Demoted = false
+	l.log.Info("reinitialize: done, streaming", "from", src.Name)
+	return nil
 }
 
 func upstreamKey(s *Source) string {
@@ -630,7 +750,23 @@ func (l *Loop) bootstrapConfig() map[string]any {
 // lease guard and the published status.
 func (l *Loop) afterCycle(ctx context.Context, o Observation, p Plan) {
 	leader := o.Cluster != nil && holdsLeader(o)
-	if leader {
+	if o.Cluster != nil {
+		if o.Cluster.Leader == nil {
+			if l.mem.LeaderlessSince.IsZero() {
+				l.mem.LeaderlessSince = o.Now
+			}
+		} else {
+			l.mem.LeaderlessSince = time.Time{}
+		}
+	}
+	if o.PG.Running && o.PG.Accepting {
+		l.mem.Demoted = false
+	}
+	if leader && o.Paused {
+		// Maintenance mode: nothing fails over, so nothing needs fencing.
+		l.mem.WasLeader = true
+		l.guard.Disarm()
+	} else if leader {
 		l.mem.WasLeader = true
 		l.guard.Arm(o.LeaderUntil, l.now())
 		if o.PG.Running && o.PG.Accepting && !o.PG.InRecovery {
@@ -661,10 +797,59 @@ func (l *Loop) afterCycle(ctx context.Context, o Observation, p Plan) {
 			if err := l.dcs.WriteStatus(c, dcs.Status{Optime: o.PG.WALPosition, Slots: map[string]int64{}}); err != nil {
 				l.log.Warn("writing the status key", "err", err)
 			}
+			l.recordHistory(c, o)
 		}
 		cancel()
 	}
+	if o.Cluster != nil && !leader && l.mem.Reinit && o.Cluster.Leader != nil && o.Cluster.Leader.Name == l.cfg.Name {
+		l.mem.Reinit = false
+		l.log.Warn("reinitialize dropped: this member became the leader")
+	}
 	l.publishState(o, state, l.believesLeader(o))
+}
+
+// recordHistory adds the timelines this leader's promotion created to the
+// history key, read from PostgreSQL's own timeline history file, keeping
+// the time and leader of the entries already there.
+func (l *Loop) recordHistory(ctx context.Context, o Observation) {
+	tl := o.PG.Timeline
+	if tl <= 1 {
+		return
+	}
+	known := o.Cluster.HistoryEntries
+	for _, h := range known {
+		if h.Timeline == tl-1 {
+			return
+		}
+	}
+	if o.Cluster.History != nil && known == nil {
+		return // garbled: logged by the snapshot; do not overwrite blindly
+	}
+	lines, err := l.pg.HistoryFile(ctx)
+	if err != nil {
+		l.log.Warn("reading the timeline history file for the history key", "err", err)
+		return
+	}
+	byTL := make(map[int]dcs.HistoryEntry, len(known))
+	for _, h := range known {
+		byTL[h.Timeline] = h
+	}
+	out := make([]dcs.HistoryEntry, 0, len(lines))
+	for _, ln := range lines {
+		e := dcs.HistoryEntry{Timeline: ln.Timeline, LSN: ln.LSN, Reason: ln.Reason}
+		if k, ok := byTL[ln.Timeline]; ok {
+			e.Time, e.NewLeader = k.Time, k.NewLeader
+		}
+		if ln.Timeline == tl-1 {
+			e.Time, e.NewLeader = dcs.FormatPyTime(time.Now()), l.cfg.Name
+		}
+		out = append(out, e)
+	}
+	if ok, err := l.dcs.SetHistory(ctx, out, o.Cluster.HistoryRevision); err != nil {
+		l.log.Warn("writing the history key", "err", err)
+	} else if ok {
+		l.log.Info("history key updated", "timeline", tl)
+	}
 }
 
 // believesLeader: the snapshot shows our leader key, or etcd could not be
@@ -724,6 +909,15 @@ func (l *Loop) memberValue(o Observation, state string) dcs.Member {
 		}
 	}
 	m.PendingRestart = o.PG.PendingRestart
+	if r := l.mem.ScheduledRestart; r != nil {
+		sr := map[string]any{"schedule": dcs.FormatPyTime(r.At)}
+		if !o.PG.StartTime.IsZero() {
+			sr["postmaster_start_time"] = dcs.FormatPyTime(o.PG.StartTime)
+		}
+		if raw, err := json.Marshal(sr); err == nil {
+			m.Extra = map[string]json.RawMessage{"scheduled_restart": raw}
+		}
+	}
 	return m
 }
 
@@ -754,12 +948,31 @@ func (l *Loop) publishState(o Observation, state string, leader bool) {
 		TTL:         l.settings.TTL,
 		MaximumLag:  l.settings.MaximumLagOnFailover,
 		Tags:        l.cfg.Tags,
+		Paused:      l.paused,
+
+		PendingRestart:   o.PG.PendingRestart,
+		ScheduledRestart: l.publishedRestart(),
 	})
 }
 
+func (l *Loop) publishedRestart() *status.ScheduledRestart {
+	r := l.mem.ScheduledRestart
+	if r == nil {
+		return nil
+	}
+	return &status.ScheduledRestart{At: r.At, PostmasterStartTime: r.AskedAt, RestartPending: r.RestartPending,
+		Role: r.Role, PostgresVersion: r.PostgresVersion}
+}
+
 // shutdown stops PostgreSQL cleanly, then gives up the leader key so the
-// replicas race at once instead of after the ttl.
+// replicas race at once instead of after the ttl. In maintenance mode it
+// leaves PostgreSQL running and the leader key to expire, as Patroni does.
 func (l *Loop) shutdown() {
+	if l.paused {
+		l.log.Info("shutting down in maintenance mode: PostgreSQL is left running")
+		l.guard.Disarm()
+		return
+	}
 	l.log.Info("shutting down: stopping PostgreSQL")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()

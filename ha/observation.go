@@ -39,6 +39,10 @@ type Observation struct {
 
 	Settings Settings
 	Memory   Memory
+
+	// Paused: the dynamic configuration says pause: true (maintenance
+	// mode), or said so at the last read while etcd cannot be read.
+	Paused bool
 }
 
 // Peer is another member's answer about itself.
@@ -79,4 +83,29 @@ type Memory struct {
 	// SysIDMismatch is set once the data directory was found to belong to
 	// another cluster.
 	SysIDMismatch bool
+
+	// LeaderlessSince is when the leader key was first seen missing (zero
+	// while there is a leader). A switchover or failover request names
+	// who takes over only for a ttl after that; then anyone may race.
+	LeaderlessSince time.Time
+	// Demoted: this member stopped its PostgreSQL itself to hand over to
+	// a switchover candidate; it may start it again as a standby even in
+	// maintenance mode.
+	Demoted bool
+	// ScheduledRestart is a restart asked for a later time (nil: none).
+	ScheduledRestart *ScheduledRestart
+	// Reinit: an operator asked to wipe the data directory and clone it
+	// again (POST /reinitialize).
+	Reinit bool
+}
+
+// ScheduledRestart is a restart waiting for its time, with the conditions
+// it was asked with (checked when it runs).
+type ScheduledRestart struct {
+	At              time.Time
+	RestartPending  bool
+	Role            string // "primary", "replica" or "" for any
+	PostgresVersion int    // restart only if server_version_num is below; 0 any
+	Timeout         time.Duration
+	AskedAt         time.Time // a PostgreSQL (re)start after this cancels nothing; kept for /patroni
 }

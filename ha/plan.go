@@ -3,6 +3,7 @@ package ha
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/pgwarden/pgwarden/postgres"
 )
@@ -40,6 +41,23 @@ const (
 	Follow
 	// Stop stops PostgreSQL with Mode ("fast" or "immediate").
 	Stop
+	// Demote hands the primary over to a switchover candidate: CHECKPOINT
+	// while still writable (so the shutdown checkpoint is short), stop
+	// fast (the walsenders send every record, the shutdown checkpoint
+	// included, before the postmaster exits), then in one etcd
+	// transaction record the shutdown checkpoint in the status key and
+	// delete the leader key.
+	Demote
+	// ClearFailover writes {} to the failover key if it is still at
+	// Revision (a request that was done, refused or went stale).
+	ClearFailover
+	// Restart restarts PostgreSQL in place in its current role (a
+	// scheduled restart whose time has come); it checks the restart's
+	// conditions first.
+	Restart
+	// Reinitialize stops PostgreSQL, removes the data directory and
+	// clones it again from Source (operator request).
+	Reinitialize
 )
 
 var kindNames = map[ActionKind]string{
@@ -48,6 +66,8 @@ var kindNames = map[ActionKind]string{
 	ReleaseLeader: "release-leader", WriteInitialize: "write-initialize",
 	Promote: "promote", StartPrimary: "start-primary",
 	StartStandby: "start-standby", Follow: "follow", Stop: "stop",
+	Demote: "demote", ClearFailover: "clear-failover", Restart: "restart",
+	Reinitialize: "reinitialize",
 }
 
 func (k ActionKind) String() string {
@@ -62,6 +82,8 @@ type Action struct {
 	Kind   ActionKind
 	Source *Source // Clone, Reclone, StartStandby, Follow
 	Mode   string  // Stop
+	// Revision is the failover key's mod revision (ClearFailover).
+	Revision int64
 }
 
 // Source is the member to clone from or stream from.
@@ -89,6 +111,9 @@ type Plan struct {
 	// Patroni's words ("running", "stopped", "creating replica", ...);
 	// empty: derive it from PostgreSQL.
 	State string
+	// WakeAt, when set, is when the loop must look again at the latest
+	// (a scheduled switchover or restart).
+	WakeAt time.Time
 }
 
 func (p Plan) String() string {

@@ -2,10 +2,12 @@ package ha
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -112,6 +114,19 @@ func (d *simDCS) Snapshot(context.Context) (*dcs.Cluster, error) {
 	sort.Slice(c.Members, func(i, j int) bool { return c.Members[i].Name < c.Members[j].Name })
 	if v, ok := d.s.kv["config"]; ok {
 		c.ConfigRevision = v.rev
+		_ = json.Unmarshal([]byte(v.val), &c.Config)
+	}
+	if v, ok := d.s.kv["failover"]; ok {
+		c.FailoverRevision = v.rev
+		if f, err := dcs.ParseFailover([]byte(v.val)); err == nil && !f.Empty() {
+			f.ModRevision = v.rev
+			c.FailoverRequest = &f
+		}
+	}
+	if v, ok := d.s.kv["history"]; ok {
+		c.HistoryRevision = v.rev
+		c.History = json.RawMessage(v.val)
+		c.HistoryEntries, _ = dcs.ParseHistory([]byte(v.val))
 	}
 	if v, ok := d.s.kv["status"]; ok {
 		var optime int64
@@ -196,14 +211,54 @@ func (d *simDCS) CancelInitialization(context.Context) error {
 	return nil
 }
 
-func (d *simDCS) SetConfig(_ context.Context, _ map[string]any, prev int64) (bool, error) {
+func (d *simDCS) SetConfig(_ context.Context, cfg map[string]any, prev int64) (bool, error) {
 	if err := d.check(); err != nil {
 		return false, err
 	}
 	if d.s.kv["config"].rev != prev {
 		return false, nil
 	}
-	d.put("config", "{}", 0)
+	b, _ := json.Marshal(cfg)
+	d.put("config", string(b), 0)
+	return true, nil
+}
+
+func (d *simDCS) SetFailover(_ context.Context, f *dcs.Failover, prev int64) (bool, error) {
+	if err := d.check(); err != nil {
+		return false, err
+	}
+	if prev > 0 && d.s.kv["failover"].rev != prev {
+		return false, nil
+	}
+	v := []byte("{}")
+	if !f.Empty() {
+		v, _ = f.MarshalJSON()
+	}
+	d.put("failover", string(v), 0)
+	return true, nil
+}
+
+func (d *simDCS) ReleaseLeader(_ context.Context, optime int64) (bool, error) {
+	if err := d.check(); err != nil {
+		return false, err
+	}
+	if v, ok := d.s.kv["leader"]; ok && v.val == d.name {
+		d.put("status", fmt.Sprint(optime), 0)
+		delete(d.s.kv, "leader")
+		return true, nil
+	}
+	return false, nil
+}
+
+func (d *simDCS) SetHistory(_ context.Context, h []dcs.HistoryEntry, prev int64) (bool, error) {
+	if err := d.check(); err != nil {
+		return false, err
+	}
+	if d.s.kv["history"].rev != prev {
+		return false, nil
+	}
+	b, _ := dcs.HistoryJSON(h)
+	d.put("history", string(b), 0)
 	return true, nil
 }
 
@@ -233,6 +288,8 @@ type simPG struct {
 	wal      int64
 	upstream int // port streamed from, 0 none
 	cleanly  bool
+	ckpt     int64 // shutdown checkpoint of the last clean stop
+	restarts int
 }
 
 func (p *simPG) DataDirEmpty() (bool, error) { return !p.hasData, nil }
@@ -265,8 +322,20 @@ func (p *simPG) Start(context.Context, time.Duration) error {
 	return nil
 }
 func (p *simPG) Stop(_ context.Context, mode string, _ time.Duration) error {
+	wasPrimary := p.running && !p.recovery
 	p.running = false
 	p.cleanly = mode != "immediate"
+	if wasPrimary && p.cleanly {
+		// The shutdown checkpoint record, sent to every streaming standby
+		// before the postmaster exits.
+		p.ckpt = p.wal
+		p.wal++
+		for _, q := range p.w.nodes {
+			if q.running && q.recovery && q.upstream == p.port && q.tli == p.tli {
+				q.wal = p.wal
+			}
+		}
+	}
 	return nil
 }
 func (p *simPG) IsRunning() bool { return p.running }
@@ -300,7 +369,21 @@ func (p *simPG) ControlData() (postgres.ControlData, error) {
 			state = "shut down"
 		}
 	}
-	return postgres.ControlData{SystemID: p.w.sysid, State: state, CheckpointTLI: p.tli, CheckpointLSN: p.wal}, nil
+	ckpt := p.wal
+	if p.cleanly && !p.recovery {
+		ckpt = p.ckpt
+	}
+	return postgres.ControlData{SystemID: p.w.sysid, State: state, CheckpointTLI: p.tli, CheckpointLSN: ckpt}, nil
+}
+func (p *simPG) Checkpoint(context.Context) error      { return nil }
+func (p *simPG) SetParameters(map[string]string) error { return nil }
+func (p *simPG) RemoveDataDir() error                  { p.hasData = false; return nil }
+func (p *simPG) HistoryFile(context.Context) ([]postgres.TimelineHistoryLine, error) {
+	var out []postgres.TimelineHistoryLine
+	for tl := 1; tl < p.tli; tl++ {
+		out = append(out, postgres.TimelineHistoryLine{Timeline: tl, LSN: int64(tl) * 1000, Reason: "no recovery target specified"})
+	}
+	return out, nil
 }
 func (p *simPG) MoveAside() (string, error) { p.hasData = false; return "aside", nil }
 func (p *simPG) TimelineSwitchpoint(context.Context, postgres.ConnInfo, int) (int64, bool, error) {
@@ -353,7 +436,7 @@ func newSim(t *testing.T, n int) *sim {
 		d := &simDCS{s: s.etcd, name: name, ttl: dyn.TTL}
 		board := &status.Board{}
 		l := New(Config{Name: name, Scope: "sim", Version: "test", ConnURL: fmt.Sprintf("postgres://127.0.0.1:%d/postgres", port),
-			Bootstrap: dyn}, d, pg, board, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			Bootstrap: dyn}, d, pg, board, simLogger(name))
 		l.now = clock.now
 		l.guard = newLeaseGuard(func(time.Time) {}, nil) // deadlines are on the fake clock
 		s.nodes = append(s.nodes, &simNode{name: name, loop: l, dcs: d, pg: pg, board: board})
@@ -516,4 +599,109 @@ func TestSimEtcdOutageDemotesBeforeExpiry(t *testing.T) {
 	}
 	s.etcd.down = false
 	s.runUntilHealthy(12)
+}
+
+func (s *sim) request(f dcs.Failover) {
+	s.t.Helper()
+	d := s.nodes[0].dcs
+	if ok, err := d.SetFailover(context.Background(), &f, 0); !ok || err != nil {
+		s.t.Fatalf("writing the failover key: %v %v", ok, err)
+	}
+}
+
+func TestSimSwitchoverToCandidate(t *testing.T) {
+	s := newSim(t, 3)
+	s.runUntilHealthy(5)
+	old := s.node(s.leader())
+	var cand *simNode
+	for _, n := range s.nodes {
+		if n != old {
+			cand = n
+			break
+		}
+	}
+	s.run(2) // member keys show the standbys streaming
+	s.request(dcs.Failover{Leader: old.name, Candidate: cand.name})
+	for i := 0; s.leader() != cand.name; i++ {
+		if i > 5 {
+			t.Fatalf("leader is %q 5 s after a switchover to %s", s.leader(), cand.name)
+		}
+		s.step(time.Second)
+	}
+	s.runUntilHealthy(5)
+	if old.pg.hasData == false || old.pg.tli != cand.pg.tli {
+		t.Fatalf("old primary: hasData=%v tli=%d, want it rejoined on timeline %d", old.pg.hasData, old.pg.tli, cand.pg.tli)
+	}
+	if cand.pg.wal <= old.pg.ckpt {
+		t.Fatalf("candidate promoted at %d without the old primary's shutdown checkpoint %d", cand.pg.wal, old.pg.ckpt)
+	}
+	s.run(2)
+	if f := s.etcd.kv["failover"].val; f != "{}" {
+		t.Errorf("failover key = %q after the switchover, want {}", f)
+	}
+	if h := s.etcd.kv["history"].val; !strings.Contains(h, cand.name) {
+		t.Errorf("history key = %q, want a line naming %s", h, cand.name)
+	}
+}
+
+func TestSimSwitchoverRefusedForUnknownCandidate(t *testing.T) {
+	s := newSim(t, 3)
+	s.runUntilHealthy(5)
+	old := s.leader()
+	s.request(dcs.Failover{Leader: old, Candidate: "nosuch"})
+	s.run(3)
+	if s.leader() != old {
+		t.Fatalf("leader moved to %q for an unknown candidate", s.leader())
+	}
+	if f := s.etcd.kv["failover"].val; f != "{}" {
+		t.Errorf("failover key = %q, want it cleared", f)
+	}
+}
+
+func TestSimScheduledSwitchoverFiresAtItsTime(t *testing.T) {
+	s := newSim(t, 3)
+	s.runUntilHealthy(5)
+	old := s.leader()
+	s.run(2)
+	s.request(dcs.Failover{Leader: old, ScheduledAt: s.clock.now().Add(10 * time.Second)})
+	s.run(8)
+	if s.leader() != old {
+		t.Fatalf("switchover ran before its time (leader %q)", s.leader())
+	}
+	s.run(5)
+	if s.leader() == old || s.leader() == "" {
+		t.Fatalf("scheduled switchover did not run (leader %q)", s.leader())
+	}
+	s.runUntilHealthy(5)
+}
+
+func TestSimPausePreventsFailover(t *testing.T) {
+	s := newSim(t, 3)
+	s.runUntilHealthy(5)
+	old := s.node(s.leader())
+	if ok, _ := s.nodes[0].dcs.SetConfig(context.Background(), map[string]any{"ttl": 5, "loop_wait": 1, "retry_timeout": 2, "pause": true}, s.etcd.kv["config"].rev); !ok {
+		t.Fatal("could not write the config key")
+	}
+	s.run(2)
+	old.pg.running = false // PostgreSQL crashes on the primary
+	s.run(12)
+	for _, n := range s.nodes {
+		if n.pg.running && !n.pg.recovery {
+			t.Fatalf("%s became a primary in maintenance mode", n.name)
+		}
+	}
+	if old.pg.running {
+		t.Fatal("the stopped primary was restarted in maintenance mode")
+	}
+	if ok, _ := s.nodes[0].dcs.SetConfig(context.Background(), map[string]any{"ttl": 5, "loop_wait": 1, "retry_timeout": 2}, s.etcd.kv["config"].rev); !ok {
+		t.Fatal("could not write the config key")
+	}
+	s.runUntilHealthy(15)
+}
+
+func simLogger(name string) *slog.Logger {
+	if os.Getenv("SIM_LOG") == "" {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, nil)).With("node", name)
 }

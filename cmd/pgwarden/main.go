@@ -132,7 +132,22 @@ func serve(cfg *config.Config, path string, log *slog.Logger, level *slog.LevelV
 	defer fc.Close()
 
 	board := &status.Board{}
-	api := restapi.New(restapi.Options{Board: board, Auth: cfg.RestAPI.Authentication, Logger: log})
+	loop := ha.New(ha.Config{
+		Name:      cfg.Name,
+		Scope:     cfg.Scope,
+		Version:   version.Version,
+		ConnURL:   fmt.Sprintf("postgres://%s/postgres", net.JoinHostPort(cfg.PostgresConnectHost(), fmt.Sprint(cfg.PostgresConnectPort()))),
+		APIURL:    cfg.RestAPIConnectURL(),
+		Tags:      cfg.Tags,
+		Bootstrap: cfg.Bootstrap.DCS,
+		Fence:     fc,
+
+		LocalParameters: cfg.PostgreSQL.Parameters,
+	}, d, pg, board, log)
+
+	reloadFn := func() error { return reload(path, cfg, log, level, loop) }
+	api := restapi.New(restapi.Options{Board: board, Auth: cfg.RestAPI.Authentication, Logger: log,
+		Ops: operations{Loop: loop, reload: reloadFn}})
 	ln, err := net.Listen("tcp", cfg.RestAPI.Listen)
 	if err != nil {
 		return fmt.Errorf("restapi.listen %s: %w", cfg.RestAPI.Listen, err)
@@ -143,24 +158,13 @@ func serve(cfg *config.Config, path string, log *slog.Logger, level *slog.LevelV
 		}
 	}()
 
-	loop := ha.New(ha.Config{
-		Name:      cfg.Name,
-		Scope:     cfg.Scope,
-		Version:   version.Version,
-		ConnURL:   fmt.Sprintf("postgres://%s/postgres", net.JoinHostPort(cfg.PostgresConnectHost(), fmt.Sprint(cfg.PostgresConnectPort()))),
-		APIURL:    cfg.RestAPIConnectURL(),
-		Tags:      cfg.Tags,
-		Bootstrap: cfg.Bootstrap.DCS,
-		Fence:     fc,
-	}, d, pg, board, log)
-
 	ctx, stop := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	go func() {
 		for s := range sigs {
 			if s == syscall.SIGHUP {
-				reload(path, cfg, log, level, pg, loop)
+				_ = reloadFn()
 				continue
 			}
 			log.Info("signal received: stopping", "signal", s.String())
@@ -205,17 +209,18 @@ func pgHBA(cfg *config.Config) []string {
 	return cfg.Bootstrap.PgHBA
 }
 
-// reload re-reads the configuration file on SIGHUP. A file that no longer
-// validates is refused whole and the running configuration kept.
-func reload(path string, cur *config.Config, log *slog.Logger, level *slog.LevelVar, pg *postgres.Instance, loop *ha.Loop) {
+// reload re-reads the configuration file (SIGHUP, POST /reload). A file
+// that no longer validates is refused whole and the running configuration
+// kept.
+func reload(path string, cur *config.Config, log *slog.Logger, level *slog.LevelVar, loop *ha.Loop) error {
 	next, err := config.Load(path)
 	if err != nil {
-		log.Error("SIGHUP: configuration not reloaded, keeping the running one", "err", err)
-		return
+		log.Error("reload: configuration not reloaded, keeping the running one", "err", err)
+		return err
 	}
-	if err := pg.SetParameters(next.MergedParameters(cur.Bootstrap.DCS)); err != nil {
-		log.Error("SIGHUP: configuration not reloaded, keeping the running one", "err", err)
-		return
+	if err := postgres.CheckParameters(next.PostgreSQL.Parameters); err != nil {
+		log.Error("reload: configuration not reloaded, keeping the running one", "err", err)
+		return err
 	}
 	for _, k := range []struct {
 		name    string
@@ -228,10 +233,11 @@ func reload(path string, cur *config.Config, log *slog.Logger, level *slog.Level
 		{"postgresql.listen", next.PostgreSQL.Listen != cur.PostgreSQL.Listen},
 	} {
 		if k.changed {
-			log.Warn("SIGHUP: this key changes only at restart", "key", k.name)
+			log.Warn("reload: this key changes only at restart", "key", k.name)
 		}
 	}
 	setLevel(level, next.Log.Level)
-	loop.Reload(next.Tags)
-	log.Info("SIGHUP: configuration reloaded", "path", path)
+	loop.Reload(next.Tags, next.PostgreSQL.Parameters)
+	log.Info("reload: configuration reloaded", "path", path)
+	return nil
 }
