@@ -73,8 +73,8 @@ type Cluster struct {
 	// garbled. FailoverRevision is the key's mod revision (0 when absent).
 	FailoverRequest  *Failover
 	FailoverRevision int64
-	Sync     json.RawMessage // raw value of the sync key, nil when absent, empty or not JSON
-	History  json.RawMessage // raw value of the history key, nil when absent, empty or not JSON
+	Sync             json.RawMessage // raw value of the sync key, nil when absent, empty or not JSON
+	History          json.RawMessage // raw value of the history key, nil when absent, empty or not JSON
 	// HistoryEntries is the parsed history key (nil when absent or
 	// garbled); HistoryRevision its mod revision (0 when absent).
 	HistoryEntries  []HistoryEntry
