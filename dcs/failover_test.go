@@ -75,3 +75,25 @@ func TestHistoryRoundTripsPatroniSample(t *testing.T) {
 		t.Fatal("a string timeline was accepted")
 	}
 }
+
+func TestSyncKeyMatchesPatroniSamples(t *testing.T) {
+	for _, sample := range []string{`{"leader":"node2","sync_standby":"node1"}`, `{"leader":"node1","quorum":0,"sync_standby":"node2"}`} {
+		s, err := ParseSync([]byte(sample))
+		if err != nil || s.Leader == "" || len(s.Standbys) != 1 {
+			t.Fatalf("%s parsed to %+v, %v", sample, s, err)
+		}
+	}
+	s := SyncState{Leader: "node1", Standbys: []string{"node3", "node2"}}
+	out, _ := s.MarshalJSON()
+	if string(out) != `{"leader":"node1","quorum":0,"sync_standby":"node2,node3"}` {
+		t.Fatalf("wrote %s", out)
+	}
+	empty, _ := SyncState{Leader: "node1"}.MarshalJSON()
+	if string(empty) != `{"leader":"node1","quorum":0,"sync_standby":null}` {
+		t.Fatalf("wrote %s", empty)
+	}
+	back, err := ParseSync(empty)
+	if err != nil || len(back.Standbys) != 0 || (&back).Names("node1") {
+		t.Fatalf("round trip: %+v %v", back, err)
+	}
+}

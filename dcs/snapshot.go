@@ -72,7 +72,17 @@ func (e *Etcd) Snapshot(ctx context.Context) (*Cluster, error) {
 				}
 			}
 		case keySync:
+			c.SyncRevision = kv.ModRevision
 			c.Sync = e.rawValue(kv, bad)
+			if c.Sync != nil {
+				st, err := ParseSync(c.Sync)
+				if err != nil {
+					bad(kv, err)
+				} else {
+					st.ModRevision = kv.ModRevision
+					c.SyncState = &st
+				}
+			}
 		case keyHistory:
 			c.HistoryRevision = kv.ModRevision
 			c.History = e.rawValue(kv, bad)

@@ -74,7 +74,11 @@ type Cluster struct {
 	FailoverRequest  *Failover
 	FailoverRevision int64
 	Sync             json.RawMessage // raw value of the sync key, nil when absent, empty or not JSON
-	History          json.RawMessage // raw value of the history key, nil when absent, empty or not JSON
+	// SyncState is the parsed sync key (nil when absent or garbled);
+	// SyncRevision its mod revision (0 when absent).
+	SyncState    *SyncState
+	SyncRevision int64
+	History      json.RawMessage // raw value of the history key, nil when absent, empty or not JSON
 	// HistoryEntries is the parsed history key (nil when absent or
 	// garbled); HistoryRevision its mod revision (0 when absent).
 	HistoryEntries  []HistoryEntry

@@ -47,6 +47,9 @@ type Options struct {
 	// ExtraConfig is appended to each node's YAML (for tags, etc.), keyed
 	// by node index.
 	ExtraConfig map[int]string
+	// APIUser and APIPassword, when set, protect the unsafe REST endpoints
+	// (restapi.authentication).
+	APIUser, APIPassword string
 }
 
 // Node is one member: a pgwarden daemon and its PostgreSQL.
@@ -215,7 +218,11 @@ func (c *Cluster) nodeConfig(n *Node) string {
 	o := c.Opts
 	var b strings.Builder
 	fmt.Fprintf(&b, "scope: %s\nnamespace: /service/\nname: %s\n\n", o.Scope, n.Name)
-	fmt.Fprintf(&b, "restapi:\n  listen: 127.0.0.1:%d\n  connect_address: 127.0.0.1:%d\n\n", n.APIPort, n.APIPort)
+	fmt.Fprintf(&b, "restapi:\n  listen: 127.0.0.1:%d\n  connect_address: 127.0.0.1:%d\n", n.APIPort, n.APIPort)
+	if o.APIUser != "" {
+		fmt.Fprintf(&b, "  authentication:\n    username: %s\n    password: %s\n", o.APIUser, o.APIPassword)
+	}
+	b.WriteString("\n")
 	fmt.Fprintf(&b, "etcd3:\n  hosts: %s\n\n", strings.TrimPrefix(c.EtcdURL(), "http://"))
 	fmt.Fprintf(&b, "bootstrap:\n  dcs:\n    ttl: %d\n    loop_wait: %d\n    retry_timeout: %d\n    maximum_lag_on_failover: 1048576\n",
 		o.TTL, o.LoopWait, o.RetryTimeout)
