@@ -76,6 +76,15 @@ type Dynamic struct {
 	RetryTimeout         time.Duration // default 10s
 	MaximumLagOnFailover int64         // bytes, default 1048576
 	Parameters           map[string]string
+
+	SynchronousMode       bool
+	SynchronousModeStrict bool
+	SynchronousNodeCount  int           // default 1
+	UseSlots              bool          // postgresql.use_slots, default true
+	UsePgRewind           bool          // postgresql.use_pg_rewind, default true (Patroni: false)
+	MemberSlotsTTL        time.Duration // default 30 min
+	Slots                 map[string]PermanentSlot
+	Pause                 bool
 	// Raw is the whole bootstrap.dcs mapping as plain Go values
 	// (map[string]any, []any, string, int, float64, bool), ints as int.
 	Raw map[string]any
@@ -92,6 +101,16 @@ type PostgreSQL struct {
 	Parameters     map[string]string
 	PgHBA          []string
 	OSUser         string // pgwarden key postgresql.os_user: run postgres as this OS user when root (default "postgres")
+
+	// UsePgRewind and UseSlots, when set, override the dynamic
+	// configuration's postgresql.use_pg_rewind / use_slots on this node.
+	UsePgRewind *bool
+	UseSlots    *bool
+	// RemoveDataDirectoryOnRewindFailure and ...OnDivergedTimelines allow
+	// deleting the data directory to clone it again when pg_rewind failed
+	// or cannot be used; without them such a member stays stopped.
+	RemoveDataDirectoryOnRewindFailure     bool
+	RemoveDataDirectoryOnDivergedTimelines bool
 }
 
 type Credentials struct {

@@ -70,7 +70,6 @@ func TestFullPatroniFile(t *testing.T) {
 		}},
 		{"Unsupported", c.Unsupported, []string{
 			"restapi.certfile", "ctl", "log.dir",
-			"bootstrap.dcs.synchronous_mode", "bootstrap.dcs.postgresql.use_pg_rewind", "bootstrap.dcs.postgresql.use_slots",
 			"bootstrap.post_bootstrap",
 			"postgresql.authentication.superuser.sslmode", "postgresql.authentication.rewind",
 			"postgresql.create_replica_methods", "postgresql.wal_e", "postgresql.basebackup", "postgresql.callbacks",
@@ -457,11 +456,11 @@ func TestUnsupportedKeysAccepted(t *testing.T) {
     admin: {password: x}
   post_init: /bin/true
 `,
-		}, []string{"bootstrap.dcs.synchronous_mode", "bootstrap.dcs.synchronous_mode_strict", "bootstrap.dcs.synchronous_node_count",
+		}, []string{
 			"bootstrap.dcs.failsafe_mode", "bootstrap.dcs.check_timeline", "bootstrap.dcs.primary_start_timeout",
 			"bootstrap.dcs.master_start_timeout", "bootstrap.dcs.primary_stop_timeout", "bootstrap.dcs.max_timelines_history",
-			"bootstrap.dcs.member_slots_ttl", "bootstrap.dcs.slots", "bootstrap.dcs.ignore_slots", "bootstrap.dcs.standby_cluster",
-			"bootstrap.dcs.postgresql.use_pg_rewind", "bootstrap.dcs.postgresql.use_slots", "bootstrap.dcs.postgresql.recovery_conf",
+			"bootstrap.dcs.ignore_slots", "bootstrap.dcs.standby_cluster",
+			"bootstrap.dcs.postgresql.recovery_conf",
 			"bootstrap.dcs.postgresql.pg_hba", "bootstrap.dcs.postgresql.pg_ident", "bootstrap.users", "bootstrap.post_init"}},
 		{"restapi TLS and log extras", map[string]string{
 			"restapi": "restapi:\n  listen: 127.0.0.1:8008\n  keyfile: /k\n  verify_client: required\n  allowlist: [10.0.0.0/8]\n  http_extra_headers: {X-A: b}\n",
@@ -480,7 +479,7 @@ func TestUnsupportedKeysAccepted(t *testing.T) {
   create_replica_methods: [basebackup]
 `,
 		}, []string{"postgresql.use_unix_socket", "postgresql.pg_ctl_timeout",
-			"postgresql.remove_data_directory_on_rewind_failure", "postgresql.bin_name", "postgresql.pre_promote"}},
+			"postgresql.bin_name", "postgresql.pre_promote"}},
 		{"etcd3 discovery", map[string]string{
 			"etcd3": "etcd3:\n  host: 127.0.0.1:2379\n  srv: example.org\n  use_proxies: true\n",
 		}, []string{"etcd3.srv", "etcd3.use_proxies"}},
@@ -555,6 +554,7 @@ func TestDefaults(t *testing.T) {
 		{"DCS", c.Bootstrap.DCS, Dynamic{
 			TTL: 30 * time.Second, LoopWait: 10 * time.Second, RetryTimeout: 10 * time.Second,
 			MaximumLagOnFailover: 1048576, Parameters: map[string]string{}, Raw: map[string]any{},
+			SynchronousNodeCount: 1, UseSlots: true, UsePgRewind: true, MemberSlotsTTL: 30 * time.Minute,
 		}},
 		{"Tags", c.Tags, Tags{Raw: map[string]any{}}},
 		{"Log", c.Log, Log{Format: "text", Level: "info"}},

@@ -267,6 +267,20 @@ func (l *loader) str(path string) string {
 	return n.Value
 }
 
+// optBool reads an optional boolean (nil when absent).
+func (l *loader) optBool(path string) *bool {
+	n := l.value(path)
+	if n == nil {
+		return nil
+	}
+	b, ok := parseBoolWord(n.Value)
+	if n.Kind != yaml.ScalarNode || !ok {
+		l.errorf(path, "expected true or false, got %s", describe(n))
+		return nil
+	}
+	return &b
+}
+
 // strList reads a list of strings.
 func (l *loader) strList(path string) []string {
 	n := l.value(path)
@@ -438,6 +452,14 @@ func (l *loader) decodePostgreSQL() {
 	pg.BinDir = l.str("postgresql.bin_dir")
 	pg.PgPass = l.str("postgresql.pgpass")
 	pg.OSUser = l.str("postgresql.os_user")
+	pg.UsePgRewind = l.optBool("postgresql.use_pg_rewind")
+	pg.UseSlots = l.optBool("postgresql.use_slots")
+	if b := l.optBool("postgresql.remove_data_directory_on_rewind_failure"); b != nil {
+		pg.RemoveDataDirectoryOnRewindFailure = *b
+	}
+	if b := l.optBool("postgresql.remove_data_directory_on_diverged_timelines"); b != nil {
+		pg.RemoveDataDirectoryOnDivergedTimelines = *b
+	}
 	pg.Superuser = Credentials{
 		Username: l.str("postgresql.authentication.superuser.username"),
 		Password: l.str("postgresql.authentication.superuser.password"),

@@ -27,9 +27,25 @@ func DefaultDynamic() Dynamic {
 		LoopWait:             DefaultLoopWait,
 		RetryTimeout:         DefaultRetryTimeout,
 		MaximumLagOnFailover: DefaultMaximumLagOnFailover,
+		SynchronousNodeCount: 1,
+		UseSlots:             true,
+		UsePgRewind:          true,
+		MemberSlotsTTL:       DefaultMemberSlotsTTL,
 		Parameters:           map[string]string{},
 		Raw:                  map[string]any{},
 	}
+}
+
+// DefaultMemberSlotsTTL is how long the leader keeps the replication slot
+// of a member that is gone (Patroni 4's member_slots_ttl).
+const DefaultMemberSlotsTTL = 30 * time.Minute
+
+// PermanentSlot is an entry of the dynamic configuration's slots: a
+// replication slot the leader keeps whatever the members are.
+type PermanentSlot struct {
+	Type     string // "physical" or "logical"
+	Database string // logical only
+	Plugin   string // logical only
 }
 
 // DynamicFromMap builds a Dynamic from the dynamic configuration as plain Go
@@ -119,11 +135,90 @@ func decodeDynamic(raw map[string]any) (Dynamic, []*FieldError) {
 			d.MaximumLagOnFailover = n
 		}
 	}
+	boolKey := func(path string, v any, dst *bool) {
+		if v == nil {
+			return
+		}
+		b, ok := v.(bool)
+		if !ok {
+			if s, isStr := v.(string); isStr {
+				b, ok = parseBoolWord(s)
+			}
+		}
+		if !ok {
+			errs = append(errs, &FieldError{Path: path, Msg: "expected true or false, got " + describeValue(v)})
+			return
+		}
+		*dst = b
+	}
+	if v, ok := raw["synchronous_mode"]; ok && v != nil {
+		if s, isStr := v.(string); isStr && strings.EqualFold(s, "quorum") {
+			errs = append(errs, &FieldError{Path: "synchronous_mode", Msg: "quorum commit is not supported by pgwarden; use true or false"})
+		} else {
+			boolKey("synchronous_mode", v, &d.SynchronousMode)
+		}
+	}
+	boolKey("synchronous_mode_strict", raw["synchronous_mode_strict"], &d.SynchronousModeStrict)
+	boolKey("pause", raw["pause"], &d.Pause)
+	if v, ok := raw["synchronous_node_count"]; ok && v != nil {
+		n, err := toInt64(v)
+		if err != nil || n < 1 {
+			errs = append(errs, &FieldError{Path: "synchronous_node_count", Msg: "expected a whole number of at least 1, got " + describeValue(v)})
+		} else {
+			d.SynchronousNodeCount = int(n)
+		}
+	}
+	if v, ok := raw["member_slots_ttl"]; ok && v != nil {
+		dur, err := toDuration(v)
+		if err != nil || dur < 0 {
+			errs = append(errs, &FieldError{Path: "member_slots_ttl", Msg: `expected a number of seconds or a duration such as "30min", got ` + describeValue(v)})
+		} else {
+			d.MemberSlotsTTL = dur
+		}
+	}
+	if v, ok := raw["slots"]; ok && v != nil {
+		m, isMap := v.(map[string]any)
+		if !isMap {
+			errs = append(errs, &FieldError{Path: "slots", Msg: "expected a mapping of slot names to settings, got " + describeValue(v)})
+		} else {
+			d.Slots = map[string]PermanentSlot{}
+			for name, sv := range m {
+				p := joinPath("slots", name)
+				if !slotName.MatchString(name) {
+					errs = append(errs, &FieldError{Path: p, Msg: "a slot name has only lower-case letters, digits and underscores, at most 63"})
+					continue
+				}
+				sm, _ := sv.(map[string]any)
+				ps := PermanentSlot{Type: "physical"}
+				if sm != nil {
+					if t, _ := sm["type"].(string); t != "" {
+						ps.Type = t
+					}
+					ps.Database, _ = sm["database"].(string)
+					ps.Plugin, _ = sm["plugin"].(string)
+				}
+				switch ps.Type {
+				case "physical":
+				case "logical":
+					if ps.Database == "" || ps.Plugin == "" {
+						errs = append(errs, &FieldError{Path: p, Msg: "a logical slot needs database and plugin"})
+						continue
+					}
+				default:
+					errs = append(errs, &FieldError{Path: joinPath(p, "type"), Msg: fmt.Sprintf("expected physical or logical, got %q", ps.Type)})
+					continue
+				}
+				d.Slots[name] = ps
+			}
+		}
+	}
 	if v, ok := raw["postgresql"]; ok && v != nil {
 		pg, isMap := v.(map[string]any)
 		if !isMap {
 			return d, append(errs, &FieldError{Path: "postgresql", Msg: "expected a mapping, got " + describeValue(v)})
 		}
+		boolKey("postgresql.use_slots", pg["use_slots"], &d.UseSlots)
+		boolKey("postgresql.use_pg_rewind", pg["use_pg_rewind"], &d.UsePgRewind)
 		if pv, ok := pg["parameters"]; ok && pv != nil {
 			params, perrs := parametersFrom(pv, "postgresql.parameters")
 			errs = append(errs, perrs...)
@@ -138,6 +233,9 @@ func decodeDynamic(raw map[string]any) (Dynamic, []*FieldError) {
 // parameterName is what PostgreSQL accepts as a setting name
 // (extension settings contain a dot).
 var parameterName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]*$`)
+
+// slotName is what PostgreSQL accepts as a replication slot name.
+var slotName = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 
 func parametersFrom(v any, path string) (map[string]string, []*FieldError) {
 	out := map[string]string{}
@@ -220,7 +318,18 @@ func toDuration(v any) (time.Duration, error) {
 		}
 		d, err := time.ParseDuration(s)
 		if err != nil {
-			return bad()
+			// PostgreSQL's and Patroni's units: "30min", "1d".
+			if n, ok := strings.CutSuffix(s, "min"); ok {
+				d, err = time.ParseDuration(n + "m")
+			} else if n, ok := strings.CutSuffix(s, "d"); ok {
+				var f float64
+				if f, err = strconv.ParseFloat(n, 64); err == nil {
+					d = time.Duration(f * float64(24*time.Hour))
+				}
+			}
+			if err != nil {
+				return bad()
+			}
 		}
 		if d < 0 {
 			return 0, fmt.Errorf("must not be negative, got %s", describeValue(v))

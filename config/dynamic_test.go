@@ -25,7 +25,8 @@ func TestDynamicFromMap(t *testing.T) {
 			}},
 		}, Dynamic{
 			TTL: 40 * time.Second, LoopWait: 5 * time.Second, RetryTimeout: 12 * time.Second,
-			MaximumLagOnFailover: 2097152,
+			MaximumLagOnFailover: 2097152, SynchronousMode: true,
+			SynchronousNodeCount: 1, UseSlots: true, UsePgRewind: true, MemberSlotsTTL: 30 * time.Minute,
 			Parameters: map[string]string{"max_connections": "150", "checkpoint_completion_target": "0.9",
 				"hot_standby": "on", "wal_level": "replica"},
 			Raw: map[string]any{
@@ -40,6 +41,7 @@ func TestDynamicFromMap(t *testing.T) {
 		{"duration strings", map[string]any{"ttl": "1m", "loop_wait": "2s", "retry_timeout": "3"}, Dynamic{
 			TTL: time.Minute, LoopWait: 2 * time.Second, RetryTimeout: 3 * time.Second,
 			MaximumLagOnFailover: DefaultMaximumLagOnFailover, Parameters: map[string]string{},
+			SynchronousNodeCount: 1, UseSlots: true, UsePgRewind: true, MemberSlotsTTL: 30 * time.Minute,
 			Raw: map[string]any{"ttl": "1m", "loop_wait": "2s", "retry_timeout": "3"},
 		}},
 	}
@@ -141,6 +143,33 @@ func TestSettingString(t *testing.T) {
 		got, err := settingString(tc.in)
 		if err != nil || got != tc.want {
 			t.Errorf("settingString(%#v) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestDynamicReplicationSettings(t *testing.T) {
+	d, err := DynamicFromMap(map[string]any{
+		"synchronous_mode": "on", "synchronous_mode_strict": true, "synchronous_node_count": float64(2),
+		"member_slots_ttl": "10m", "pause": true,
+		"postgresql": map[string]any{"use_slots": false, "use_pg_rewind": false},
+		"slots":      map[string]any{"keep_me": map[string]any{"type": "physical"}, "logi": map[string]any{"type": "logical", "database": "db", "plugin": "pgoutput"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.SynchronousMode || !d.SynchronousModeStrict || d.SynchronousNodeCount != 2 || d.MemberSlotsTTL != 10*time.Minute ||
+		!d.Pause || d.UseSlots || d.UsePgRewind || d.Slots["keep_me"].Type != "physical" || d.Slots["logi"].Plugin != "pgoutput" {
+		t.Fatalf("got %+v", d)
+	}
+	for _, bad := range []map[string]any{
+		{"synchronous_mode": "quorum"},
+		{"synchronous_node_count": float64(0)},
+		{"slots": map[string]any{"Bad-Name": nil}},
+		{"slots": map[string]any{"l": map[string]any{"type": "logical"}}},
+		{"postgresql": map[string]any{"use_slots": "maybe"}},
+	} {
+		if _, err := DynamicFromMap(bad); err == nil {
+			t.Errorf("%v accepted", bad)
 		}
 	}
 }

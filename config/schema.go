@@ -146,16 +146,22 @@ func dynamicSchema() map[string]*keySpec {
 			"archive_cleanup_command":  leaf(),
 			"recovery_min_apply_delay": leaf(),
 		}).notYet(),
-		"slots":        free().notYet(),
+		"slots":        free(),
 		"ignore_slots": free().notYet(),
 		"postgresql": section(laterKeys(map[string]*keySpec{
 			"parameters":    free(),
 			"recovery_conf": free().notYet(),
-		}, "use_pg_rewind", "use_slots", "pg_hba", "pg_ident", "pg_ctl_timeout")),
+			"use_pg_rewind": leaf(),
+			"use_slots":     leaf(),
+		}, "pg_hba", "pg_ident", "pg_ctl_timeout")),
+		"synchronous_mode":        leaf(),
+		"synchronous_mode_strict": leaf(),
+		"synchronous_node_count":  leaf(),
+		"member_slots_ttl":        leaf(),
+		"pause":                   leaf(),
 	}, "maximum_lag_on_syncnode", "max_timelines_history", "check_timeline",
 		"master_start_timeout", "primary_start_timeout", "master_stop_timeout", "primary_stop_timeout",
-		"synchronous_mode", "synchronous_mode_strict", "synchronous_node_count",
-		"failsafe_mode", "member_slots_ttl")
+		"failsafe_mode")
 }
 
 func bootstrapSchema() *keySpec {
@@ -202,6 +208,11 @@ func postgresqlSchema() *keySpec {
 		"parameters":      free(),
 		"pg_hba":          leaf(),
 		"os_user":         leaf(),
+		"use_pg_rewind":   leaf(),
+		"use_slots":       leaf(),
+
+		"remove_data_directory_on_rewind_failure":     leaf(),
+		"remove_data_directory_on_diverged_timelines": leaf(),
 		"authentication": section(map[string]*keySpec{
 			"superuser":   userSchema(),
 			"replication": userSchema(),
@@ -225,8 +236,7 @@ func postgresqlSchema() *keySpec {
 				resolve(v.Content[0]).Value == "basebackup"
 		}},
 	}, "proxy_address", "config_dir", "config_base_name", "custom_conf", "database", "krbsrvname",
-		"pg_ident", "pg_ctl_timeout", "use_pg_rewind", "use_slots", "use_unix_socket", "use_unix_socket_repl",
-		"remove_data_directory_on_rewind_failure", "remove_data_directory_on_diverged_timelines",
+		"pg_ident", "pg_ctl_timeout", "use_unix_socket", "use_unix_socket_repl",
 		"pre_promote", "before_stop"))
 	// A custom replica creation method is a section named in
 	// create_replica_methods, holding at least a command.
