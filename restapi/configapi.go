@@ -230,10 +230,9 @@ func pyStr(v any) string {
 		return "False"
 	case string:
 		return v
-	case float64, int, int64, json.Number:
-		return string(appendPyJSON(nil, v))
 	}
-	return string(appendPyJSON(nil, v))
+	return string(appendPyJSON(nil, v)) // numbers, and a stand-in for lists
+
 }
 
 // plainNumbers turns the json.Number values of a decoded request into

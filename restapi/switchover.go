@@ -145,7 +145,9 @@ func stringField(req map[string]any, key string) (string, string) {
 func (s *Server) pollFailover(ctx context.Context, loopWait time.Duration, oldLeader, candidate, action string) (int, string) {
 	window := s.pollWindow
 	if window <= 0 {
-		window = 2 * max(minPollWindow, loopWait)
+		// Patroni's bound, but the answer must leave before the server's
+		// write timeout cuts the connection.
+		window = min(2*max(minPollWindow, loopWait), maxPollWindow)
 	}
 	interval := s.pollInterval
 	if interval <= 0 {
