@@ -3,10 +3,11 @@
 // httpchk, Kubernetes probes), monitoring and tools written for Patroni work
 // against a pgwarden member unchanged.
 //
-// Every answer is computed from the member status the HA loop last
-// published on a [status.Board]; no request ever queries PostgreSQL or the
-// DCS. Health checks are therefore cheap and never block behind a slow
-// database or etcd.
+// Every health and status answer is computed from the member status the HA
+// loop last published on a [status.Board]; no such request ever queries
+// PostgreSQL or the DCS. Health checks are therefore cheap and never block
+// behind a slow database or etcd. Only the operation endpoints below read
+// the DCS, through [Options.Ops].
 //
 // Read-only endpoints (GET, with HEAD and OPTIONS answering the same status
 // line without a body):
@@ -25,8 +26,13 @@
 //   - /patroni: the member status document.
 //   - /cluster: the cluster topology from the last DCS snapshot.
 //   - /metrics: Prometheus metrics with Patroni's names.
+//   - /config: the dynamic configuration (the config key), /history: the
+//     history key, both in the layout of Python's json.dumps.
 //
-// Unsafe methods (POST, PUT, PATCH, DELETE) are added by other packages with
-// [Server.HandleUnsafe]; they go through HTTP basic authentication when
-// [Options.Auth] is set.
+// Operation endpoints, backed by [Operations] (503 without one) and behind
+// basic authentication when [Options.Auth] is set, answer with Patroni's
+// status codes and plain-text messages: POST /switchover, POST /failover,
+// DELETE /switchover, POST /restart, DELETE /restart, POST /reinitialize,
+// POST /reload, PATCH /config, PUT /config. Other packages may add unsafe
+// routes with [Server.HandleUnsafe].
 package restapi

@@ -1,6 +1,8 @@
 package restapi
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -148,7 +150,7 @@ func appendStatus(b []byte, n *status.Node) []byte {
 		b = appendKey(b, "database_system_identifier")
 		b = appendString(b, n.PG.SystemID)
 	}
-	if n.PG.PendingRestart {
+	if n.PG.PendingRestart || n.PendingRestart {
 		b = appendKey(b, "pending_restart")
 		b = appendBool(b, true)
 	}
@@ -161,6 +163,27 @@ func appendStatus(b []byte, n *status.Node) []byte {
 	b = appendKey(b, "name")
 	b = appendString(b, n.Name)
 	b = append(b, '}')
+	if sr := n.ScheduledRestart; sr != nil {
+		// Patroni shows the restart request without postmaster_start_time
+		// (that one goes to the member key only).
+		b = appendKey(b, "scheduled_restart")
+		b = append(b, '{')
+		b = appendKey(b, "schedule")
+		b = appendString(b, dcs.FormatPyTime(sr.At))
+		if sr.RestartPending {
+			b = appendKey(b, "restart_pending")
+			b = appendBool(b, true)
+		}
+		if sr.Role != "" {
+			b = appendKey(b, "role")
+			b = appendString(b, sr.Role)
+		}
+		if sr.PostgresVersion > 0 {
+			b = appendKey(b, "postgres_version")
+			b = appendInt(b, int64(sr.PostgresVersion))
+		}
+		b = append(b, '}')
+	}
 	return append(b, '}')
 }
 
@@ -237,6 +260,12 @@ func appendCluster(b []byte, n *status.Node) []byte {
 			b = appendKey(b, "pending_restart")
 			b = appendBool(b, true)
 		}
+		if raw, ok := m.Extra["scheduled_restart"]; ok {
+			if v := compactRaw(raw); v != nil {
+				b = appendKey(b, "scheduled_restart")
+				b = append(b, v...)
+			}
+		}
 		if len(m.Tags) > 0 {
 			b = appendKey(b, "tags")
 			b = appendAny(b, m.Tags)
@@ -253,9 +282,34 @@ func appendCluster(b []byte, n *status.Node) []byte {
 		b = appendKey(b, "pause")
 		b = appendBool(b, true)
 	}
+	if f := c.FailoverRequest; f != nil && !f.ScheduledAt.IsZero() {
+		b = appendKey(b, "scheduled_switchover")
+		b = append(b, '{')
+		b = appendKey(b, "at")
+		b = appendString(b, dcs.FormatPyTime(f.ScheduledAt))
+		if f.Leader != "" {
+			b = appendKey(b, "from")
+			b = appendString(b, f.Leader)
+		}
+		if f.Candidate != "" {
+			b = appendKey(b, "to")
+			b = appendString(b, f.Candidate)
+		}
+		b = append(b, '}')
+	}
 	b = appendKey(b, "scope")
 	b = appendString(b, n.Scope)
 	return append(b, '}')
+}
+
+// compactRaw returns a raw JSON value without insignificant whitespace,
+// nil when it is not valid JSON.
+func compactRaw(raw []byte) []byte {
+	var buf bytes.Buffer
+	if json.Compact(&buf, raw) != nil || buf.Len() == 0 {
+		return nil
+	}
+	return buf.Bytes()
 }
 
 func optional(p *int64) int64 {

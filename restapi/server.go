@@ -59,6 +59,13 @@ type Server struct {
 	board *status.Board
 	log   *slog.Logger
 	now   func() time.Time
+	ops   Operations
+
+	// pollInterval and pollWindow override how often and for how long a
+	// switchover's outcome is polled (0: defaultPollInterval, and
+	// 2*max(10s, loop_wait) as Patroni). Tests shorten them.
+	pollInterval time.Duration
+	pollWindow   time.Duration
 
 	authEnabled bool
 	authDigest  [sha256.Size]byte // sha256("user:password")
@@ -79,6 +86,7 @@ func New(opts Options) *Server {
 		board:   opts.Board,
 		log:     opts.Logger,
 		now:     opts.Now,
+		ops:     opts.Ops,
 		allowed: make(map[string][]string),
 	}
 	if s.board == nil {
@@ -106,6 +114,7 @@ func New(opts Options) *Server {
 	s.router.NotFoundHandler = http.HandlerFunc(notFound)
 	s.router.MethodNotAllowedHandler = http.HandlerFunc(s.methodNotAllowed)
 	s.routes()
+	s.opsRoutes()
 	s.handler = http.HandlerFunc(s.serveHTTP)
 
 	s.srv = &http.Server{

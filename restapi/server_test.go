@@ -166,7 +166,7 @@ func TestUnsafeRoutesAuth(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newTestServer(t, primaryNode(), tc.auth)
 			called := false
-			s.HandleUnsafe("post", "/restart", func(w http.ResponseWriter, r *http.Request) {
+			s.HandleUnsafe("post", "/test-unsafe", func(w http.ResponseWriter, r *http.Request) {
 				called = true
 				_, _ = io.WriteString(w, "restarted")
 			})
@@ -174,9 +174,9 @@ func TestUnsafeRoutesAuth(t *testing.T) {
 			if tc.header != "" {
 				hdr = []string{"Authorization", tc.header}
 			}
-			rec := do(s, http.MethodPost, "/restart", hdr...)
+			rec := do(s, http.MethodPost, "/test-unsafe", hdr...)
 			if rec.Code != tc.want {
-				t.Fatalf("POST /restart = %d %q, want %d", rec.Code, rec.Body, tc.want)
+				t.Fatalf("POST /test-unsafe = %d %q, want %d", rec.Code, rec.Body, tc.want)
 			}
 			if tc.want == http.StatusUnauthorized {
 				if called {
