@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,6 +51,10 @@ type Options struct {
 	// APIUser and APIPassword, when set, protect the unsafe REST endpoints
 	// (restapi.authentication).
 	APIUser, APIPassword string
+	// Tags are written as each node's `tags:` section, keyed by node
+	// index (e.g. {2: {"noloadbalance": true}}). Do not also put a
+	// `tags:` section in that node's ExtraConfig.
+	Tags map[int]map[string]any
 }
 
 // Node is one member: a pgwarden daemon and its PostgreSQL.
@@ -234,6 +239,22 @@ func (c *Cluster) nodeConfig(n *Node) string {
 	fmt.Fprintf(&b, "postgresql:\n  listen: 127.0.0.1:%d\n  connect_address: 127.0.0.1:%d\n  data_dir: %s\n  bin_dir: %s\n",
 		n.PGPort, n.PGPort, n.DataDir, o.BinDir)
 	fmt.Fprintf(&b, "  authentication:\n    superuser:\n      username: postgres\n      password: postgres-secret\n    replication:\n      username: replicator\n      password: replicator-secret\n")
+	if tags := o.Tags[n.Index]; len(tags) > 0 {
+		b.WriteString("\ntags:\n")
+		keys := make([]string, 0, len(tags))
+		for k := range tags {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			switch v := tags[k].(type) {
+			case string:
+				fmt.Fprintf(&b, "  %s: %q\n", k, v)
+			default:
+				fmt.Fprintf(&b, "  %s: %v\n", k, v)
+			}
+		}
+	}
 	if extra, ok := o.ExtraConfig[n.Index]; ok {
 		b.WriteString("\n" + extra + "\n")
 	}
