@@ -6,6 +6,7 @@ PKGS_UNIT := $(shell $(GO) list ./... | grep -v /e2e)
 build:
 	$(GO) build -o bin/pgwarden ./cmd/pgwarden
 	$(GO) build -o bin/pgwarden-demo ./cmd/pgwarden-demo
+	$(GO) build -o bin/pgwardenctl ./cmd/pgwardenctl
 
 vet:
 	$(GO) vet ./...
