@@ -592,7 +592,7 @@ func (l *Loop) perform(ctx context.Context, a Action, o Observation, reason stri
 		if r == nil {
 			return true, nil
 		}
-		ok, msg := l.restartNow(ctx, *r)
+		ok, msg := l.restartNow(ctx, *r, true)
 		if !ok {
 			l.log.Warn("scheduled restart not done", "why", msg)
 		}

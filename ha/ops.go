@@ -62,7 +62,7 @@ func (l *Loop) SetConfig(ctx context.Context, cfg map[string]any, prevRevision i
 // Restart restarts PostgreSQL now in its current role if r's conditions
 // hold, and waits for it (or ctx).
 func (l *Loop) Restart(ctx context.Context, r ScheduledRestart) (bool, string) {
-	return l.do(ctx, func(ctx context.Context) (bool, string) { return l.restartNow(ctx, r) })
+	return l.do(ctx, func(ctx context.Context) (bool, string) { return l.restartNow(ctx, r, false) })
 }
 
 // ScheduleRestart records a restart for r.At; false if one is scheduled.
@@ -155,7 +155,7 @@ func restartMatches(r ScheduledRestart, st postgres.State) (bool, string) {
 
 // restartNow stops and starts PostgreSQL in its current role. A leader
 // renews its lease first, so the restart has a whole lease to finish in.
-func (l *Loop) restartNow(ctx context.Context, r ScheduledRestart) (bool, string) {
+func (l *Loop) restartNow(ctx context.Context, r ScheduledRestart, scheduled bool) (bool, string) {
 	pgCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	st, _ := l.pg.Observe(pgCtx)
 	cancel()
@@ -197,7 +197,11 @@ func (l *Loop) restartNow(ctx context.Context, r ScheduledRestart) (bool, string
 	if l.mem.ScheduledRestart != nil && !l.mem.ScheduledRestart.At.After(l.now()) {
 		l.mem.ScheduledRestart = nil
 	}
-	l.Wake()
+	if !scheduled {
+		// Publish the restarted state before answering, so that health
+		// checks agree with the answer.
+		l.cycle(ctx)
+	}
 	return true, "restarted successfully"
 }
 

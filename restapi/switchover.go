@@ -81,6 +81,10 @@ func (s *Server) handleFailover(w http.ResponseWriter, r *http.Request, action s
 			at, code, msg = s.parseSchedule(rawAt, action)
 		}
 	}
+	if f := c.FailoverRequest; msg == "" && f != nil && !f.ScheduledAt.IsZero() {
+		code = http.StatusConflict
+		msg = "a switchover is already scheduled at " + dcs.FormatPyTime(f.ScheduledAt) + "; cancel it first (DELETE /switchover)"
+	}
 	if msg == "" && paused && candidate == "" {
 		msg = "Switchover is possible only to a specific candidate in a paused state"
 	}

@@ -172,10 +172,13 @@ func TestSwitchoverScheduled(t *testing.T) {
 		t.Errorf("failover key %s", data)
 	}
 
-	// Patroni overwrites a scheduled switchover with a new one.
+	// Patroni overwrites a scheduled switchover with a new one; we refuse
+	// any request while one is scheduled, so none is lost unnoticed.
 	rec = send(s, http.MethodPost, "/switchover", `{"leader":"node0","scheduled_at":"`+future+`"}`)
-	expect(t, rec, http.StatusAccepted, "Switchover scheduled")
-	if len(ops.failoverWrites) != 2 || ops.failoverWrites[1].Candidate != "" {
+	expect(t, rec, http.StatusConflict, "a switchover is already scheduled at 2026-11-29T07:19:09+01:00; cancel it first (DELETE /switchover)")
+	rec = send(s, http.MethodPost, "/switchover", `{"leader":"node0","candidate":"node1"}`)
+	expect(t, rec, http.StatusConflict, "a switchover is already scheduled at 2026-11-29T07:19:09+01:00; cancel it first (DELETE /switchover)")
+	if len(ops.failoverWrites) != 1 {
 		t.Errorf("writes %v", ops.failoverWrites)
 	}
 }
