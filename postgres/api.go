@@ -44,6 +44,14 @@ type Settings struct {
 	OSUser        string            // when running as root: the OS user that runs postgres (default "postgres")
 	Logger        *slog.Logger
 
+	// SocketDir is the directory of the server's Unix socket
+	// (unix_socket_directories, unless Parameters sets that); default
+	// <data_dir>/../socket.<name>, created 0700 by WriteConfig. It is kept
+	// outside the data directory because pg_rewind fails on a source whose
+	// data directory holds a socket. When the default path would be too
+	// long for a Unix socket, no Unix socket is used.
+	SocketDir string
+
 	// LogFile is the file pg_ctl -l appends the server's stderr to; default
 	// <data_dir>/../postgresql.<name>.log. It is kept outside the data
 	// directory so that pg_basebackup and pg_rewind do not copy it around.
@@ -87,6 +95,28 @@ type Replica struct {
 	State           string `json:"state"`
 	SyncState       string `json:"sync_state"`
 	SyncPriority    int    `json:"sync_priority"`
+	// WAL positions the standby reported (0 when it reported none yet).
+	WriteLSN  int64 `json:"write_lsn"`
+	FlushLSN  int64 `json:"flush_lsn"`
+	ReplayLSN int64 `json:"replay_lsn"`
+}
+
+// Slot is a row of pg_replication_slots.
+type Slot struct {
+	Name              string
+	Type              string // "physical" or "logical"
+	Active            bool
+	ActivePID         int   // walsender (or logical decoding backend) using it, 0 when inactive
+	RestartLSN        int64 // 0 when the slot reserves no WAL
+	ConfirmedFlushLSN int64 // logical slots only, 0 otherwise
+}
+
+// TimelineHistoryLine is one line of a timeline history file: Timeline
+// ended at LSN (where its successor branched off) for Reason.
+type TimelineHistoryLine struct {
+	Timeline int
+	LSN      int64
+	Reason   string
 }
 
 // ControlData is the subset of pg_controldata the HA loop needs.
@@ -97,6 +127,11 @@ type ControlData struct {
 	CheckpointTLI  int    // "Latest checkpoint's TimeLineID"
 	MinRecoveryLSN int64
 	MinRecoveryTLI int
+	// DataChecksumVersion is "Data page checksum version": 0 without
+	// data checksums.
+	DataChecksumVersion int
+	// WALLogHints is "wal_log_hints setting" as of the server's last run.
+	WALLogHints bool
 }
 
 // Errors callers may want to tell apart (use errors.Is).
@@ -110,6 +145,17 @@ var (
 	ErrNotInHistory = errors.New("timeline is not in the upstream's history")
 	// ErrDataDirNotEmpty: Initdb or Basebackup found files in the data directory.
 	ErrDataDirNotEmpty = errors.New("data directory is not empty")
+	// ErrRewindFailed: Rewind did not complete. Unless the error also
+	// wraps ErrRewindSourceUnavailable, pg_rewind ran and may have changed
+	// the data directory: it must not be started as a primary, and
+	// reinitializing it is the way out if retrying does not help.
+	ErrRewindFailed = errors.New("pg_rewind failed")
+	// ErrRewindSourceUnavailable (always together with ErrRewindFailed):
+	// the rewind source could not be reached or queried before pg_rewind
+	// was started; the data directory was not touched.
+	ErrRewindSourceUnavailable = errors.New("rewind source unavailable")
+	// ErrRunning: the operation needs a stopped instance.
+	ErrRunning = errors.New("postgres is running")
 )
 
 // Instance manages one local PostgreSQL data directory. Its methods may be
@@ -122,7 +168,21 @@ type Instance struct {
 	connMu sync.Mutex // guards conn
 	conn   *pgx.Conn
 
-	confMu sync.Mutex // serializes WriteConfig; guards s.Parameters
+	confMu sync.Mutex // serializes WriteConfig; guards s.Parameters and the fields below
+	// primarySlot is primary_slot_name for a standby ("" none).
+	primarySlot string
+	// syncNames, when non-nil, is synchronous_standby_names (it wins over
+	// Parameters).
+	syncNames *string
+	// lastRole is what the last WriteConfig was asked to write, so that
+	// SetSynchronousStandbyNames can rewrite the same configuration.
+	lastRole *configRole
+}
+
+// configRole is the arguments of a WriteConfig.
+type configRole struct {
+	standby  bool
+	upstream *ConnInfo
 }
 
 var paramNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]*$`)
@@ -183,6 +243,18 @@ func New(s Settings) (*Instance, error) {
 		s.LogFile = filepath.Join(filepath.Dir(s.DataDir), "postgresql."+s.Name+".log")
 	} else if s.LogFile, err = filepath.Abs(s.LogFile); err != nil {
 		return nil, fmt.Errorf("postgres: log file: %w", err)
+	}
+	// sun_path holds 107 bytes and a NUL.
+	const maxSocketDir = 107 - len("/.s.PGSQL.65535")
+	if s.SocketDir == "" {
+		s.SocketDir = filepath.Join(filepath.Dir(s.DataDir), "socket."+s.Name)
+		if len(s.SocketDir) > maxSocketDir {
+			s.SocketDir = ""
+		}
+	} else if s.SocketDir, err = filepath.Abs(s.SocketDir); err != nil {
+		return nil, fmt.Errorf("postgres: socket directory: %w", err)
+	} else if len(s.SocketDir) > maxSocketDir {
+		return nil, fmt.Errorf("postgres: socket directory %s is too long for a Unix socket path", s.SocketDir)
 	}
 	if s.Parameters, err = copyParameters(s.Parameters); err != nil {
 		return nil, err

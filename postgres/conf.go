@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,7 +16,9 @@ const (
 	confFile     = "postgresql.conf"
 	baseConfFile = "postgresql.base.conf"
 	hbaFile      = "pg_hba.conf"
+	autoConfFile = "postgresql.auto.conf"
 	standbySig   = "standby.signal"
+	recoverySig  = "recovery.signal"
 
 	// confHeader starts every postgresql.conf pgwarden writes; its second
 	// line tells our file apart from one written by initdb or an operator.
@@ -46,6 +49,7 @@ var reservedParams = map[string]string{
 	"port":                     "comes from postgresql.listen",
 	"wal_log_hints":            "always on (pg_rewind needs it)",
 	"primary_conninfo":         "managed by pgwarden",
+	"primary_slot_name":        "managed by pgwarden (SetPrimarySlotName)",
 	"recovery_target_timeline": "managed by pgwarden",
 	"data_directory":           "cannot be set here",
 	"config_file":              "cannot be set here",
@@ -54,11 +58,18 @@ var reservedParams = map[string]string{
 // WriteConfig writes postgresql.conf, pg_hba.conf and the pgpass file, and
 // creates (standby) or removes (primary) standby.signal. A standby with a
 // nil upstream gets no primary_conninfo: it replays the WAL it has (and
-// whatever restore_command fetches) and waits. The data directory must
-// exist. Changes take effect at the next start or reload.
+// whatever restore_command fetches) and waits. A standby with an upstream
+// also gets primary_slot_name when SetPrimarySlotName set one. Settings
+// that postgresql.auto.conf would override and that are this node's own
+// (see autoConfStrip) are removed from it. The data directory must exist.
+// Changes take effect at the next start or reload.
 func (i *Instance) WriteConfig(standby bool, upstream *ConnInfo) error {
 	i.confMu.Lock()
 	defer i.confMu.Unlock()
+	return i.writeConfigLocked(standby, upstream)
+}
+
+func (i *Instance) writeConfigLocked(standby bool, upstream *ConnInfo) error {
 	if err := i.checkAccess(); err != nil {
 		return err
 	}
@@ -72,6 +83,9 @@ func (i *Instance) WriteConfig(standby bool, upstream *ConnInfo) error {
 	if err := i.ensureBaseConf(); err != nil {
 		return err
 	}
+	if err := i.ensureSocketDir(); err != nil {
+		return err
+	}
 	conf, err := i.renderConf(standby, upstream)
 	if err != nil {
 		return err
@@ -80,6 +94,9 @@ func (i *Instance) WriteConfig(standby bool, upstream *ConnInfo) error {
 		return err
 	}
 	if err := i.writeOwned(filepath.Join(i.s.DataDir, hbaFile), []byte(i.renderHBA()), 0o600); err != nil {
+		return err
+	}
+	if err := i.sanitizeAutoConf(); err != nil {
 		return err
 	}
 	if err := i.writePgPass(); err != nil {
@@ -93,7 +110,101 @@ func (i *Instance) WriteConfig(standby bool, upstream *ConnInfo) error {
 	} else if err := os.Remove(sig); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
+	role := &configRole{standby: standby}
+	if upstream != nil {
+		up := *upstream
+		role.upstream = &up
+	}
+	i.lastRole = role
 	return nil
+}
+
+// SetPrimarySlotName sets the replication slot a standby streams through
+// (primary_slot_name; "" for none). Nothing is written: the next
+// WriteConfig (or Follow, which also reloads) applies it. PostgreSQL 13+
+// applies a changed primary_slot_name on reload.
+func (i *Instance) SetPrimarySlotName(name string) {
+	i.confMu.Lock()
+	i.primarySlot = name
+	i.confMu.Unlock()
+}
+
+// autoConfStrip reports whether a setting found in postgresql.auto.conf is
+// removed from it by WriteConfig: ALTER SYSTEM settings override
+// postgresql.conf, and pg_rewind or pg_basebackup copy the source's
+// postgresql.auto.conf, so these would carry another node's address,
+// upstream or slot, or defeat what pgwarden manages.
+func (i *Instance) autoConfStrip(name string) bool {
+	switch name {
+	case "listen_addresses", "port", "wal_log_hints",
+		"primary_conninfo", "primary_slot_name", "recovery_target_timeline":
+		return true
+	case "synchronous_standby_names":
+		return i.syncNames != nil
+	}
+	return false
+}
+
+var autoConfNameRE = regexp.MustCompile(`^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(=|\s|$)`)
+
+// sanitizeAutoConf removes the autoConfStrip settings from
+// postgresql.auto.conf, when there are any; confMu must be held.
+func (i *Instance) sanitizeAutoConf() error {
+	path := filepath.Join(i.s.DataDir, autoConfFile)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var kept []string
+	var removed []string
+	for _, line := range strings.SplitAfter(string(data), "\n") {
+		if m := autoConfNameRE.FindStringSubmatch(line); m != nil && i.autoConfStrip(strings.ToLower(m[1])) {
+			removed = append(removed, strings.TrimSpace(line))
+			continue
+		}
+		kept = append(kept, line)
+	}
+	if len(removed) == 0 {
+		return nil
+	}
+	i.log.Warn("removing node-specific settings from postgresql.auto.conf", "lines", removed)
+	return i.writeOwned(path, []byte(strings.Join(kept, "")), 0o600)
+}
+
+// ensureSocketDir creates SocketDir (0700, owned by the OS user) unless
+// Parameters names the socket directories.
+func (i *Instance) ensureSocketDir() error {
+	if i.s.SocketDir == "" {
+		return nil
+	}
+	for k := range i.s.Parameters {
+		if strings.EqualFold(k, "unix_socket_directories") {
+			return nil
+		}
+	}
+	fi, err := os.Stat(i.s.SocketDir)
+	if err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("socket directory %s is not a directory", i.s.SocketDir)
+		}
+		return nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("socket directory: %w", err)
+	}
+	if err := mkdirParents(i.s.SocketDir); err != nil {
+		return fmt.Errorf("socket directory %s: %w", i.s.SocketDir, err)
+	}
+	if err := os.Mkdir(i.s.SocketDir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("socket directory: %w", err)
+	}
+	if err := os.Chmod(i.s.SocketDir, 0o700); err != nil {
+		return fmt.Errorf("socket directory: %w", err)
+	}
+	return i.chown(i.s.SocketDir)
 }
 
 // ensureBaseConf moves the postgresql.conf that initdb (or the primary we
@@ -126,7 +237,7 @@ func (i *Instance) renderConf(standby bool, upstream *ConnInfo) (string, error) 
 	settings := []confSetting{
 		{"listen_addresses", i.s.ListenHosts},
 		{"port", strconv.Itoa(i.s.Port)},
-		{"unix_socket_directories", i.s.DataDir},
+		{"unix_socket_directories", i.s.SocketDir},
 	}
 	settings = append(settings, managedDefaults...)
 	settings = append(settings, confSetting{"wal_log_hints", "on"})
@@ -157,6 +268,13 @@ func (i *Instance) renderConf(standby bool, upstream *ConnInfo) (string, error) 
 		index[lower] = len(settings)
 		settings = append(settings, confSetting{lower, v})
 	}
+	if i.syncNames != nil {
+		if k, ok := index["synchronous_standby_names"]; ok {
+			settings[k].value = *i.syncNames
+		} else {
+			settings = append(settings, confSetting{"synchronous_standby_names", *i.syncNames})
+		}
+	}
 	if standby {
 		if upstream != nil {
 			ci, err := i.primaryConninfo(*upstream)
@@ -164,6 +282,9 @@ func (i *Instance) renderConf(standby bool, upstream *ConnInfo) (string, error) 
 				return "", err
 			}
 			settings = append(settings, confSetting{"primary_conninfo", ci})
+			if i.primarySlot != "" {
+				settings = append(settings, confSetting{"primary_slot_name", i.primarySlot})
+			}
 		}
 		settings = append(settings, confSetting{"recovery_target_timeline", "latest"})
 	}

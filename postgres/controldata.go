@@ -53,5 +53,13 @@ func parseControlData(out string) (ControlData, error) {
 	if cd.MinRecoveryTLI, err = strconv.Atoi(fields["Min recovery ending loc's timeline"]); err != nil {
 		return cd, fmt.Errorf("pg_controldata: min recovery ending loc's timeline: %w", err)
 	}
+	// Both are absent from very old pg_controldata output; treat that as
+	// "no".
+	if v, ok := fields["Data page checksum version"]; ok {
+		if cd.DataChecksumVersion, err = strconv.Atoi(v); err != nil {
+			return cd, fmt.Errorf("pg_controldata: data page checksum version: %w", err)
+		}
+	}
+	cd.WALLogHints = fields["wal_log_hints setting"] == "on"
 	return cd, nil
 }

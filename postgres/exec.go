@@ -82,7 +82,13 @@ func (i *Instance) checkAccess() error {
 	if err := i.checkAncestors(i.s.PgPass, "postgresql.pgpass"); err != nil {
 		return err
 	}
-	return i.checkAncestors(i.s.LogFile, "postgres log file")
+	if err := i.checkAncestors(i.s.LogFile, "postgres log file"); err != nil {
+		return err
+	}
+	if i.s.SocketDir != "" {
+		return i.checkAncestors(filepath.Join(i.s.SocketDir, ".s.PGSQL"), "postgres socket directory")
+	}
+	return nil
 }
 
 func (i *Instance) checkAncestors(path, what string) error {

@@ -317,6 +317,9 @@ func (i *Instance) IsRunning() bool {
 // stays a zombie.
 func (i *Instance) removeStaleSocketLocks() {
 	dirs := []string{i.s.DataDir}
+	if i.s.SocketDir != "" {
+		dirs = append(dirs, i.s.SocketDir)
+	}
 	if v, ok := i.s.Parameters["unix_socket_directories"]; ok {
 		for _, d := range strings.Split(v, ",") {
 			if d = strings.Trim(strings.TrimSpace(d), "'\""); d != "" {

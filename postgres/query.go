@@ -127,7 +127,10 @@ SELECT r.rec,
       'client_addr', coalesce(host(client_addr), ''),
       'state', coalesce(state, ''),
       'sync_state', coalesce(sync_state, ''),
-      'sync_priority', coalesce(sync_priority, 0)) ORDER BY application_name, pid), '[]'::json)
+      'sync_priority', coalesce(sync_priority, 0),
+      'write_lsn', coalesce((write_lsn - '0/0')::bigint, 0),
+      'flush_lsn', coalesce((flush_lsn - '0/0')::bigint, 0),
+      'replay_lsn', coalesce((replay_lsn - '0/0')::bigint, 0)) ORDER BY application_name, pid), '[]'::json)
    FROM pg_stat_replication)
 FROM (SELECT pg_is_in_recovery() AS rec OFFSET 0) r
 LEFT JOIN pg_stat_wal_receiver w ON true`
@@ -276,6 +279,15 @@ func (i *Instance) CreateRoles(ctx context.Context) error {
 	return nil
 }
 
+// timelineSQL returns what timelineOf needs.
+const timelineSQL = `
+SELECT r.rec,
+  CASE WHEN r.rec THEN 0 ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
+  coalesce((SELECT received_tli FROM pg_stat_wal_receiver), 0),
+  (SELECT timeline_id FROM pg_control_checkpoint()),
+  (SELECT min_recovery_end_timeline FROM pg_control_recovery())
+FROM (SELECT pg_is_in_recovery() AS rec OFFSET 0) r`
+
 // TimelineSwitchpoint asks the server at upstream (as the superuser) where
 // timeline tli ended, i.e. the LSN at which tli+1 or a later timeline of
 // the upstream's history branched off it. found is false when tli is the
@@ -298,13 +310,7 @@ func (i *Instance) TimelineSwitchpoint(ctx context.Context, upstream ConnInfo, t
 		inRecovery                                        bool
 		primaryTLI, receivedTLI, checkpointTLI, minRecTLI int
 	)
-	err = c.QueryRow(ctx, `
-SELECT r.rec,
-  CASE WHEN r.rec THEN 0 ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
-  coalesce((SELECT received_tli FROM pg_stat_wal_receiver), 0),
-  (SELECT timeline_id FROM pg_control_checkpoint()),
-  (SELECT min_recovery_end_timeline FROM pg_control_recovery())
-FROM (SELECT pg_is_in_recovery() AS rec OFFSET 0) r`).Scan(&inRecovery, &primaryTLI, &receivedTLI, &checkpointTLI, &minRecTLI)
+	err = c.QueryRow(ctx, timelineSQL).Scan(&inRecovery, &primaryTLI, &receivedTLI, &checkpointTLI, &minRecTLI)
 	if err != nil {
 		return 0, false, fmt.Errorf("timeline switchpoint: querying %s: %w", upstream, err)
 	}
@@ -333,27 +339,14 @@ FROM (SELECT pg_is_in_recovery() AS rec OFFSET 0) r`).Scan(&inRecovery, &primary
 // parseHistory finds the switchpoint of timeline tli in a timeline history
 // file ("parentTLI<tab>switchpoint<tab>reason" lines, # comments).
 func parseHistory(history string, tli int) (int64, bool, error) {
-	for _, line := range strings.Split(history, "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
+	lines, err := parseHistoryLines(history)
+	if err != nil {
+		return 0, false, err
+	}
+	for _, l := range lines {
+		if l.Timeline == tli {
+			return l.LSN, true, nil
 		}
-		fields := strings.Fields(line)
-		if len(fields) < 2 {
-			return 0, false, fmt.Errorf("malformed line %q", line)
-		}
-		parent, err := strconv.Atoi(fields[0])
-		if err != nil {
-			return 0, false, fmt.Errorf("malformed line %q", line)
-		}
-		if parent != tli {
-			continue
-		}
-		lsn, err := parseLSN(fields[1])
-		if err != nil {
-			return 0, false, fmt.Errorf("malformed line %q: %w", line, err)
-		}
-		return lsn, true, nil
 	}
 	return 0, false, nil
 }
