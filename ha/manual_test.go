@@ -76,13 +76,19 @@ func TestDecideOperations(t *testing.T) {
 			obs:  func() Observation { return leaderWith(&dcs.Failover{Leader: "node1", Candidate: "nosuch"}) },
 			want: []ActionKind{ClearFailover}, reason: "no member key"},
 		{name: "candidate tagged nofailover: cleared",
-			obs:  func() Observation { return leaderWith(&dcs.Failover{Leader: "node1", Candidate: "node2"}, me, nofail, n3) },
+			obs: func() Observation {
+				return leaderWith(&dcs.Failover{Leader: "node1", Candidate: "node2"}, me, nofail, n3)
+			},
 			want: []ActionKind{ClearFailover}, reason: "nofailover"},
 		{name: "candidate lagging beyond maximum_lag_on_failover: cleared",
-			obs:  func() Observation { return leaderWith(&dcs.Failover{Leader: "node1", Candidate: "node2"}, me, lagging, n3) },
+			obs: func() Observation {
+				return leaderWith(&dcs.Failover{Leader: "node1", Candidate: "node2"}, me, lagging, n3)
+			},
 			want: []ActionKind{ClearFailover}, reason: "lags"},
 		{name: "candidate not running: cleared",
-			obs:  func() Observation { return leaderWith(&dcs.Failover{Leader: "node1", Candidate: "node2"}, me, down, n3) },
+			obs: func() Observation {
+				return leaderWith(&dcs.Failover{Leader: "node1", Candidate: "node2"}, me, down, n3)
+			},
 			want: []ActionKind{ClearFailover}, reason: "state"},
 		{name: "no candidate and no eligible standby: cleared",
 			obs:  func() Observation { return leaderWith(&dcs.Failover{Leader: "node1"}, me, down, nofail) },
@@ -125,16 +131,22 @@ func TestDecideOperations(t *testing.T) {
 			want: []ActionKind{Demote}},
 
 		{name: "candidate with the shutdown checkpoint: takes the leader key",
-			obs:  func() Observation { return standbyWith(&dcs.Failover{Leader: "node2", Candidate: "node1"}, wal+200, wal+100) },
+			obs: func() Observation {
+				return standbyWith(&dcs.Failover{Leader: "node2", Candidate: "node1"}, wal+200, wal+100)
+			},
 			want: []ActionKind{AcquireLeader}, reason: "named by the switchover"},
 		{name: "candidate still missing the shutdown checkpoint: waits briefly",
-			obs:    func() Observation { return standbyWith(&dcs.Failover{Leader: "node2", Candidate: "node1"}, wal+100, wal+100) },
+			obs: func() Observation {
+				return standbyWith(&dcs.Failover{Leader: "node2", Candidate: "node1"}, wal+100, wal+100)
+			},
 			reason: "shutdown checkpoint", wakeIn: 50 * time.Millisecond},
 		{name: "failover (no leader named) to us: no checkpoint to wait for",
 			obs:  func() Observation { return standbyWith(&dcs.Failover{Candidate: "node1"}, wal, wal+100) },
 			want: []ActionKind{AcquireLeader}},
 		{name: "another live candidate is named: do not race",
-			obs:    func() Observation { return standbyWith(&dcs.Failover{Leader: "node2", Candidate: "node3"}, wal+200, wal+100) },
+			obs: func() Observation {
+				return standbyWith(&dcs.Failover{Leader: "node2", Candidate: "node3"}, wal+200, wal+100)
+			},
 			reason: "in progress"},
 		{name: "the named candidate is gone: the healthiest races",
 			obs: func() Observation {
