@@ -151,6 +151,9 @@ func decideStopped(o Observation) Plan {
 	if o.Paused && !o.Memory.Demoted {
 		return Plan{Reason: "maintenance mode: PostgreSQL is stopped and is not started automatically", State: "stopped"}
 	}
+	if o.Memory.StayStopped != "" {
+		return Plan{Reason: o.Memory.StayStopped + " (POST /reinitialize or pgwardenctl reinit clones it again)", State: o.Memory.StayStoppedState}
+	}
 	leader := otherLeader(o)
 	if leader == nil {
 		if f := pendingRequest(o); f != nil && (f.Leader == o.Name || f.Candidate != "" && f.Candidate != o.Name && candidateAlive(o, f)) {
@@ -167,11 +170,42 @@ func decideStopped(o Observation) Plan {
 		return Plan{Reason: fmt.Sprintf("leader %s has no usable conn_url; waiting", leader.Name), State: "stopped"}
 	}
 	if diverged, why := hasDiverged(o, leader); diverged {
-		return Plan{Reason: fmt.Sprintf("%s; re-cloning from %s (old data directory kept aside)", why, leader.Name),
-			Actions: []Action{{Kind: Reclone, Source: src}}, State: "creating replica"}
+		return decideDiverged(o, src, why)
 	}
 	return Plan{Reason: fmt.Sprintf("starting as a standby of leader %s", leader.Name),
 		Actions: []Action{{Kind: StartStandby, Source: src}}, State: "starting"}
+}
+
+// decideDiverged chooses how a member whose WAL cannot follow the leader
+// comes back: pg_rewind when allowed and not failed already (or not
+// already tried without streaming afterwards); otherwise a fresh clone
+// if the configuration allows removing the data directory; otherwise it
+// stays stopped and says why. It never loops.
+func decideDiverged(o Observation, src *Source, why string) Plan {
+	stop := func(reason, state string) Plan {
+		p := Plan{Reason: reason, State: state, StayStopped: true}
+		if o.PG.Running {
+			p.Actions = []Action{{Kind: Stop, Mode: "fast"}}
+		}
+		return p
+	}
+	if o.Settings.UsePgRewind && o.Memory.RewindFailed == "" && !o.Memory.Rewound {
+		return Plan{Reason: fmt.Sprintf("%s; rewinding with pg_rewind from %s", why, src.Name),
+			Actions: []Action{{Kind: Rewind, Source: src}}, State: "rewinding"}
+	}
+	switch {
+	case o.Memory.RewindFailed != "" && o.Settings.RemoveOnRewindFailure,
+		o.Memory.Rewound && o.Settings.RemoveOnRewindFailure,
+		!o.Settings.UsePgRewind && o.Settings.RemoveOnDiverged:
+		return Plan{Reason: fmt.Sprintf("%s; removing the data directory and cloning from %s (allowed by remove_data_directory_on_*)", why, src.Name),
+			Actions: []Action{{Kind: Reclone, Source: src}}, State: "creating replica"}
+	case o.Memory.RewindFailed != "":
+		return stop(fmt.Sprintf("%s; pg_rewind failed (%s) and remove_data_directory_on_rewind_failure is off: staying stopped", why, o.Memory.RewindFailed), "rewind failed")
+	case o.Memory.Rewound:
+		return stop(fmt.Sprintf("%s even after pg_rewind, and remove_data_directory_on_rewind_failure is off: staying stopped", why), "rewind failed")
+	default:
+		return stop(fmt.Sprintf("%s; use_pg_rewind is off and remove_data_directory_on_diverged_timelines is off: staying stopped", why), "diverged")
+	}
 }
 
 // hasDiverged decides whether a stopped instance can stream from leader
@@ -219,9 +253,8 @@ func decideStandby(o Observation) Plan {
 		}
 		if !o.PG.Streaming && !o.Memory.NotStreamingSince.IsZero() && o.Settings.StreamingGrace > 0 &&
 			o.Now.Sub(o.Memory.NotStreamingSince) >= o.Settings.StreamingGrace && leader.Timeline > o.PG.Timeline {
-			return Plan{Reason: fmt.Sprintf("not streaming from %s for %s and its timeline %d is ahead of ours (%d): our WAL diverged; re-cloning",
-				leader.Name, o.Now.Sub(o.Memory.NotStreamingSince).Round(100e6), leader.Timeline, o.PG.Timeline),
-				Actions: []Action{{Kind: Reclone, Source: src}}, State: "creating replica"}
+			return decideDiverged(o, src, fmt.Sprintf("not streaming from %s for %s and its timeline %d is ahead of ours (%d): our WAL diverged",
+				leader.Name, o.Now.Sub(o.Memory.NotStreamingSince).Round(100e6), leader.Timeline, o.PG.Timeline))
 		}
 		return plan(fmt.Sprintf("streaming from leader %s", leader.Name))
 	}
@@ -261,6 +294,9 @@ func healthiest(o Observation) (bool, string) {
 	if o.LeaseID == 0 || !o.Now.Before(o.LeaderUntil) {
 		return false, "our etcd lease is not fresh"
 	}
+	if ok, why := mayPromote(o, o.Name); !ok {
+		return false, why
+	}
 	my := o.PG.WALPosition
 	if st := o.Cluster.Status; st != nil && o.Settings.MaximumLagOnFailover >= 0 && st.Optime-my > o.Settings.MaximumLagOnFailover {
 		return false, fmt.Sprintf("%d bytes behind the last known leader position %s (maximum_lag_on_failover %d)",
@@ -272,6 +308,9 @@ func healthiest(o Observation) (bool, string) {
 		}
 		if p.Running && p.Primary {
 			return false, fmt.Sprintf("member %s still runs PostgreSQL as a primary", p.Name)
+		}
+		if ok, _ := mayPromote(o, p.Name); !ok {
+			continue // it may not be promoted: its WAL does not compete
 		}
 		if p.Timeline > o.PG.Timeline && p.Timeline > 0 && o.PG.Timeline > 0 {
 			return false, fmt.Sprintf("member %s is on a later timeline (%d > %d)", p.Name, p.Timeline, o.PG.Timeline)
@@ -289,7 +328,7 @@ func decidePrimary(o Observation) Plan {
 		if p, ok := decideLeaderRequest(o); ok {
 			return p
 		}
-		return plan("this member is the leader and holds the leader key")
+		return leaderUpkeep(o)
 	}
 	if ourStaleLeaderKey(o) {
 		return plan("the leader key carries our name under an earlier lease; rebinding it to ours", act(ReclaimLeader))

@@ -34,7 +34,7 @@ func cluster(leader string, lease int64, members ...dcs.Member) *dcs.Cluster {
 
 func settings() Settings {
 	return Settings{TTL: 5 * time.Second, LoopWait: time.Second, RetryTimeout: 2 * time.Second,
-		MaximumLagOnFailover: 1 << 20, MaxPrimaryRestarts: 3, StreamingGrace: 10 * time.Second}
+		MaximumLagOnFailover: 1 << 20, MaxPrimaryRestarts: 3, StreamingGrace: 10 * time.Second, UsePgRewind: true, UseSlots: true}
 }
 
 func primaryPG(wal int64) postgres.State {
@@ -49,7 +49,7 @@ func standbyPG(wal int64, streaming bool) postgres.State {
 // obs builds an observation of node1 with a fresh lease.
 func obs(c *dcs.Cluster, pg postgres.State) Observation {
 	return Observation{Now: t0, Name: "node1", Cluster: c, LeaseID: ourLease,
-		LeaderUntil: t0.Add(3 * time.Second), PG: pg, Settings: settings()}
+		LeaderUntil: t0.Add(3 * time.Second), PG: pg, Settings: settings(), Memory: Memory{SSNKnown: true}}
 }
 
 func kinds(p Plan) []ActionKind {
@@ -361,23 +361,73 @@ func TestDecide(t *testing.T) {
 			want: []ActionKind{StartStandby}, source: "node2",
 		},
 		{
-			name: "stopped former primary, WAL past the fork point: re-clone",
+			name: "stopped former primary, WAL past the fork point: rewind",
 			obs: func() Observation {
 				o := obs(cluster("node2", otherLease, n1, n2tl2), postgres.State{})
 				o.Control = &postgres.ControlData{SystemID: "7713459073105036598", State: "shut down", CheckpointTLI: 1, CheckpointLSN: 1200}
 				o.Switchpoint, o.SwitchpointKnown = 1100, true
 				return o
 			},
-			want: []ActionKind{Reclone}, source: "node2", reason: "past the leader's fork point",
+			want: []ActionKind{Rewind}, source: "node2", reason: "past the leader's fork point", state: "rewinding",
 		},
 		{
-			name: "stopped former primary, crashed (unclean) on an older timeline: re-clone",
+			name: "stopped former primary, crashed (unclean) on an older timeline: rewind",
 			obs: func() Observation {
 				o := obs(cluster("node2", otherLease, n1, n2tl2), postgres.State{})
 				o.Control = &postgres.ControlData{SystemID: "7713459073105036598", State: "in production", CheckpointTLI: 1, CheckpointLSN: 1000}
 				return o
 			},
-			want: []ActionKind{Reclone}, reason: "uncleanly",
+			want: []ActionKind{Rewind}, reason: "uncleanly",
+		},
+		{
+			name: "diverged, use_pg_rewind off, removal allowed: re-clone",
+			obs: func() Observation {
+				o := obs(cluster("node2", otherLease, n1, n2tl2), postgres.State{})
+				o.Control = &postgres.ControlData{SystemID: "7713459073105036598", State: "in production", CheckpointTLI: 1, CheckpointLSN: 1000}
+				o.Settings.UsePgRewind, o.Settings.RemoveOnDiverged = false, true
+				return o
+			},
+			want: []ActionKind{Reclone}, reason: "remove_data_directory", state: "creating replica",
+		},
+		{
+			name: "diverged, use_pg_rewind off, removal not allowed: stays stopped",
+			obs: func() Observation {
+				o := obs(cluster("node2", otherLease, n1, n2tl2), postgres.State{})
+				o.Control = &postgres.ControlData{SystemID: "7713459073105036598", State: "in production", CheckpointTLI: 1, CheckpointLSN: 1000}
+				o.Settings.UsePgRewind = false
+				return o
+			},
+			reason: "staying stopped", state: "diverged",
+		},
+		{
+			name: "pg_rewind failed, removal allowed: re-clone",
+			obs: func() Observation {
+				o := obs(cluster("node2", otherLease, n1, n2tl2), postgres.State{})
+				o.Control = &postgres.ControlData{SystemID: "7713459073105036598", State: "in production", CheckpointTLI: 1, CheckpointLSN: 1000}
+				o.Memory.RewindFailed, o.Settings.RemoveOnRewindFailure = "boom", true
+				return o
+			},
+			want: []ActionKind{Reclone},
+		},
+		{
+			name: "pg_rewind failed, removal not allowed: stays stopped",
+			obs: func() Observation {
+				o := obs(cluster("node2", otherLease, n1, n2tl2), postgres.State{})
+				o.Control = &postgres.ControlData{SystemID: "7713459073105036598", State: "in production", CheckpointTLI: 1, CheckpointLSN: 1000}
+				o.Memory.RewindFailed = "boom"
+				return o
+			},
+			reason: "pg_rewind failed (boom)", state: "rewind failed",
+		},
+		{
+			name: "told to stay stopped: not started again",
+			obs: func() Observation {
+				o := obs(cluster("node2", otherLease, n1, n2), postgres.State{})
+				o.Control = &postgres.ControlData{SystemID: "7713459073105036598", State: "shut down in recovery", CheckpointTLI: 1}
+				o.Memory.StayStopped, o.Memory.StayStoppedState = "pg_rewind failed", "rewind failed"
+				return o
+			},
+			reason: "reinit", state: "rewind failed",
 		},
 		{
 			name: "stopped former primary, same timeline as the leader: rejoin",
@@ -389,14 +439,25 @@ func TestDecide(t *testing.T) {
 			want: []ActionKind{StartStandby},
 		},
 		{
-			name: "standby not streaming past the grace with the leader ahead: re-clone",
+			name: "standby not streaming past the grace with the leader ahead: rewind",
 			obs: func() Observation {
 				o := obs(cluster("node2", otherLease, n1, n2tl2), standbyPG(200, false))
 				o.Memory.Upstream = "127.0.0.1:5442"
 				o.Memory.NotStreamingSince = t0.Add(-11 * time.Second)
 				return o
 			},
-			want: []ActionKind{Reclone}, reason: "diverged",
+			want: []ActionKind{Rewind}, reason: "diverged",
+		},
+		{
+			name: "still not streaming after a rewind, removal not allowed: stop and stay stopped",
+			obs: func() Observation {
+				o := obs(cluster("node2", otherLease, n1, n2tl2), standbyPG(200, false))
+				o.Memory.Upstream = "127.0.0.1:5442"
+				o.Memory.NotStreamingSince = t0.Add(-11 * time.Second)
+				o.Memory.Rewound = true
+				return o
+			},
+			want: []ActionKind{Stop}, reason: "even after pg_rewind", state: "rewind failed",
 		},
 		{
 			name: "standby not streaming within the grace: wait",

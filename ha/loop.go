@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"sort"
 	"sync/atomic"
 	"time"
 
@@ -35,6 +36,7 @@ type DCS interface {
 	SetFailover(ctx context.Context, f *dcs.Failover, prevRevision int64) (bool, error)
 	ReleaseLeader(ctx context.Context, optime int64) (bool, error)
 	SetHistory(ctx context.Context, entries []dcs.HistoryEntry, prevRevision int64) (bool, error)
+	SetSync(ctx context.Context, s dcs.SyncState, prevRevision int64) (bool, error)
 }
 
 // Postgres is what the loop needs of the local instance.
@@ -58,6 +60,13 @@ type Postgres interface {
 	SetParameters(params map[string]string) error
 	RemoveDataDir() error
 	HistoryFile(ctx context.Context) ([]postgres.TimelineHistoryLine, error)
+	ReplicationSlots(ctx context.Context) ([]postgres.Slot, error)
+	CreatePhysicalSlot(ctx context.Context, name string, reserveWAL bool) error
+	DropSlot(ctx context.Context, name string) error
+	SetPrimarySlotName(name string)
+	SetSynchronousStandbyNames(ctx context.Context, value string) error
+	Rewind(ctx context.Context, source postgres.ConnInfo) error
+	CanRewind() (bool, string)
 }
 
 // Config is the loop's fixed configuration.
@@ -76,6 +85,13 @@ type Config struct {
 	// LocalParameters are postgresql.parameters from the YAML file; they
 	// override the dynamic configuration's.
 	LocalParameters map[string]string
+	// UsePgRewind and UseSlots, when set, override the dynamic
+	// configuration's postgresql.use_pg_rewind and use_slots.
+	UsePgRewind, UseSlots *bool
+	// RemoveOnRewindFailure and RemoveOnDiverged are the local
+	// postgresql.remove_data_directory_on_rewind_failure and
+	// ..._on_diverged_timelines.
+	RemoveOnRewindFailure, RemoveOnDiverged bool
 }
 
 // Loop runs the HA cycle for one member.
@@ -104,6 +120,8 @@ type Loop struct {
 	wakeAt       time.Time         // from the last plan: look again no later than this
 	params       map[string]string // PostgreSQL parameters last handed to the instance
 	paused       bool              // the last config read said pause: true
+	slotName     string            // primary_slot_name handed to the instance
+	slotSeen     map[string]time.Time
 }
 
 type reloadRequest struct {
@@ -124,6 +142,10 @@ func New(cfg Config, d DCS, pg Postgres, board *status.Board, log *slog.Logger) 
 		wake: make(chan struct{}, 1), ops: make(chan opRequest)}
 	l.settings = l.settingsFrom(nil)
 	l.params = l.wantParameters() // what the instance was built with
+	if l.settings.UseSlots {
+		l.slotName = postgres.SlotName(cfg.Name)
+		pg.SetPrimarySlotName(l.slotName)
+	}
 	l.guard = newLeaseGuard(l.fence, cfg.Fence)
 	return l
 }
@@ -291,6 +313,10 @@ func (l *Loop) cycle(ctx context.Context) {
 		}
 	}
 	l.wakeAt = p.WakeAt
+	if p.StayStopped && l.mem.StayStopped == "" {
+		l.mem.StayStopped, l.mem.StayStoppedState = p.Reason, p.State
+		l.log.Error("PostgreSQL stays stopped", "reason", p.Reason)
+	}
 	l.afterCycle(ctx, obs, p)
 }
 
@@ -344,6 +370,15 @@ func (l *Loop) observe(ctx context.Context) Observation {
 		l.log.Debug("observing PostgreSQL", "err", err)
 	}
 	o.PG = st
+	if st.Running && st.Accepting && !st.InRecovery {
+		slotCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		slots, err := l.pg.ReplicationSlots(slotCtx)
+		cancel()
+		if err == nil {
+			o.Slots, o.SlotsKnown = slots, true
+		}
+	}
+	o.RetainSlots = l.retainedSlots()
 	empty, err := l.pg.DataDirEmpty()
 	if err != nil {
 		l.log.Warn("reading the data directory", "err", err)
@@ -394,7 +429,7 @@ func (l *Loop) settingsFrom(c *dcs.Cluster) Settings {
 			l.log.Warn("ignoring the dynamic configuration in etcd; using bootstrap.dcs", "err", err)
 		}
 	}
-	return Settings{
+	s := Settings{
 		TTL:                  dyn.TTL,
 		LoopWait:             dyn.LoopWait,
 		RetryTimeout:         dyn.RetryTimeout,
@@ -403,7 +438,29 @@ func (l *Loop) settingsFrom(c *dcs.Cluster) Settings {
 		CloneFrom:            l.cfg.Tags.CloneFrom,
 		MaxPrimaryRestarts:   l.cfg.MaxPrimaryRestarts,
 		StreamingGrace:       max(dyn.TTL, 10*time.Second),
+
+		SynchronousMode:       dyn.SynchronousMode,
+		SynchronousModeStrict: dyn.SynchronousMode && dyn.SynchronousModeStrict,
+		SynchronousNodeCount:  max(dyn.SynchronousNodeCount, 1),
+		UseSlots:              dyn.UseSlots,
+		UsePgRewind:           dyn.UsePgRewind,
+		RemoveOnRewindFailure: l.cfg.RemoveOnRewindFailure,
+		RemoveOnDiverged:      l.cfg.RemoveOnDiverged,
+		MemberSlotsTTL:        dyn.MemberSlotsTTL,
 	}
+	if l.cfg.UsePgRewind != nil {
+		s.UsePgRewind = *l.cfg.UsePgRewind
+	}
+	if l.cfg.UseSlots != nil {
+		s.UseSlots = *l.cfg.UseSlots
+	}
+	for name, ps := range dyn.Slots {
+		if ps.Type == "physical" {
+			s.PermanentSlots = append(s.PermanentSlots, name)
+		}
+	}
+	sort.Strings(s.PermanentSlots)
+	return s
 }
 
 func (l *Loop) applySettings(c *dcs.Cluster) {
@@ -413,6 +470,25 @@ func (l *Loop) applySettings(c *dcs.Cluster) {
 		l.dcs.SetTTL(s.TTL)
 	}
 	l.settings = s
+	l.applySlotName()
+}
+
+// applySlotName hands the instance the primary_slot_name a standby uses
+// (written at the next WriteConfig; a change also forces one).
+func (l *Loop) applySlotName() {
+	name := ""
+	if l.settings.UseSlots {
+		name = postgres.SlotName(l.cfg.Name)
+	}
+	if name == l.slotName {
+		return
+	}
+	first := l.slotName == "" && !l.settings.UseSlots
+	l.slotName = name
+	l.pg.SetPrimarySlotName(name)
+	if !first {
+		l.params = nil // rewrite and reload at the next applyParameters
+	}
 }
 
 // fence runs on the guard's timer: the leader lease was not renewed in
@@ -463,16 +539,16 @@ func (l *Loop) perform(ctx context.Context, a Action, o Observation, reason stri
 					return false, err
 				}
 			}
-			moved, err := l.pg.MoveAside()
-			if err != nil {
-				return false, fmt.Errorf("moving the old data directory aside: %w", err)
+			if err := l.pg.RemoveDataDir(); err != nil {
+				return false, fmt.Errorf("removing the data directory to clone it again: %w", err)
 			}
-			l.log.Warn("old data directory moved aside, not deleted", "path", moved)
+			l.log.Warn("data directory removed to clone it again (allowed by remove_data_directory_on_*)", "reason", reason)
 		}
 		if err := l.pg.Basebackup(ctx, a.Source.ConnInfo); err != nil {
 			return false, fmt.Errorf("cloning from %s: %w", a.Source.Name, err)
 		}
 		l.log.Info("cloned data directory", "from", a.Source.Name)
+		l.mem.RewindFailed, l.mem.Rewound = "", false
 		if err := l.pg.Start(ctx, l.cfg.StartTimeout); err != nil {
 			return false, err
 		}
@@ -519,6 +595,7 @@ func (l *Loop) perform(ctx context.Context, a Action, o Observation, reason stri
 	case WriteInitialize:
 		return true, l.writeInitialize(ctx, o.PG.SystemID)
 	case Promote:
+		l.beforePromote(ctx, o)
 		if err := l.pg.Promote(ctx, 60*time.Second); err != nil {
 			return false, fmt.Errorf("promoting: %w", err)
 		}
@@ -599,13 +676,152 @@ func (l *Loop) perform(ctx context.Context, a Action, o Observation, reason stri
 		return true, nil
 	case Reinitialize:
 		return true, l.reinitialize(ctx, a.Source)
+	case Rewind:
+		return true, l.rewind(ctx, a.Source)
+	case CreateSlots:
+		for _, n := range a.Names {
+			if err := l.pg.CreatePhysicalSlot(ctx, n, true); err != nil {
+				return false, err
+			}
+		}
+		l.log.Info("replication slots created", "slots", a.Names)
+		return false, nil
+	case DropSlots:
+		for _, n := range a.Names {
+			if err := l.pg.DropSlot(ctx, n); err != nil {
+				return false, err
+			}
+		}
+		l.log.Info("replication slots dropped", "slots", a.Names, "reason", "no member needs them")
+		return false, nil
+	case SetSyncKey:
+		c, cancel := l.dcsCtx(ctx)
+		defer cancel()
+		ok, err := l.dcs.SetSync(c, *a.Sync, a.Revision)
+		if err != nil {
+			return false, err
+		}
+		if ok {
+			l.log.Info("sync key updated", "sync_standby", a.Sync.Standbys)
+		}
+		return true, nil
+	case SetSyncNames:
+		c, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := l.pg.SetSynchronousStandbyNames(c, a.Value); err != nil {
+			return false, err
+		}
+		l.mem.SSN, l.mem.SSNKnown = a.Value, true
+		l.log.Info("synchronous_standby_names applied", "value", a.Value)
+		return true, nil
 	}
 	return false, fmt.Errorf("unknown action %v", a)
+}
+
+// beforePromote prepares a standby that is about to become primary: the
+// slots of the other members exist before they follow it (a standby can
+// hold physical slots), and in strict synchronous mode commits wait from
+// the first one on.
+func (l *Loop) beforePromote(ctx context.Context, o Observation) {
+	if l.settings.UseSlots && o.Cluster != nil {
+		want := wantedSlots(o)
+		for n := range want {
+			if err := l.pg.CreatePhysicalSlot(ctx, n, true); err != nil {
+				l.log.Warn("creating a replication slot before promotion", "slot", n, "err", err)
+			}
+		}
+	}
+	if l.settings.SynchronousMode {
+		v := ""
+		if l.settings.SynchronousModeStrict {
+			v = postgres.SyncStandbyNames(1, []string{postgres.SyncStrictPlaceholder})
+		}
+		if err := l.pg.WriteConfig(true, l.upstreamInfo()); err == nil {
+			c, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if err := l.pg.SetSynchronousStandbyNames(c, v); err != nil {
+				l.log.Warn("setting synchronous_standby_names before promotion", "err", err)
+			} else {
+				l.mem.SSN, l.mem.SSNKnown = v, true
+			}
+			cancel()
+		}
+	}
+}
+
+// rewind brings a diverged former primary (or a standby that cannot
+// follow the leader's timeline) back with pg_rewind, then starts it as a
+// standby of src.
+func (l *Loop) rewind(ctx context.Context, src *Source) error {
+	if l.pg.IsRunning() {
+		if err := l.pg.Stop(ctx, "fast", 60*time.Second); err != nil {
+			return fmt.Errorf("rewind: stopping PostgreSQL: %w", err)
+		}
+	}
+	start := l.now()
+	if err := l.pg.Rewind(ctx, src.ConnInfo); err != nil {
+		l.mem.RewindFailed = err.Error()
+		return fmt.Errorf("pg_rewind from %s: %w", src.Name, err)
+	}
+	l.log.Warn("rewound the data directory with pg_rewind", "from", src.Name, "took", l.now().Sub(start).Round(time.Millisecond))
+	l.mem.RewindFailed, l.mem.Rewound = "", true
+	if err := l.pg.WriteConfig(true, &src.ConnInfo); err != nil {
+		return err
+	}
+	if err := l.pg.Start(ctx, l.cfg.StartTimeout); err != nil {
+		return err
+	}
+	l.mem.Upstream = upstreamKey(src)
+	l.mem.NotStreamingSince = time.Time{}
+	l.log.Info("role change: started as standby after pg_rewind", "leader", src.Name)
+	return nil
+}
+
+// retainedSlots: members whose slot the leader keeps though their member
+// key is gone, seen within member_slots_ttl.
+func (l *Loop) retainedSlots() []string {
+	var out []string
+	now := l.now()
+	for n, seen := range l.slotSeen {
+		if now.Sub(seen) < l.settings.MemberSlotsTTL {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// trackSlots records which members the leader saw, seeding from the
+// previous leader's retain_slots when this member just became leader.
+func (l *Loop) trackSlots(o Observation, leader bool) {
+	if !leader {
+		l.slotSeen = nil
+		return
+	}
+	now := l.now()
+	if l.slotSeen == nil {
+		l.slotSeen = map[string]time.Time{}
+		if st := o.Cluster.Status; st != nil {
+			for _, n := range st.RetainSlots {
+				l.slotSeen[n] = now
+			}
+		}
+	}
+	for _, m := range o.Cluster.Members {
+		l.slotSeen[m.Name] = now
+	}
+	for n, seen := range l.slotSeen {
+		if now.Sub(seen) >= l.settings.MemberSlotsTTL {
+			delete(l.slotSeen, n)
+			l.log.Info("member gone longer than member_slots_ttl: its slot is no longer kept", "member", n)
+		}
+	}
 }
 
 // reinitialize removes the data directory and clones it again.
 func (l *Loop) reinitialize(ctx context.Context, src *Source) error {
 	l.mem.Reinit = false
+	l.mem.StayStopped, l.mem.StayStoppedState = "", ""
+	l.mem.RewindFailed, l.mem.Rewound = "", false
 	if l.pg.IsRunning() {
 		if err := l.pg.Stop(ctx, "immediate", 60*time.Second); err != nil {
 			return fmt.Errorf("reinitialize: stopping PostgreSQL: %w", err)
@@ -780,6 +996,9 @@ func (l *Loop) afterCycle(ctx context.Context, o Observation, p Plan) {
 			l.mem.WasLeader = false
 		}
 	}
+	if o.PG.Streaming {
+		l.mem.Rewound = false
+	}
 	if o.PG.Running && o.PG.InRecovery && l.mem.Upstream != "" && !o.PG.Streaming {
 		if l.mem.NotStreamingSince.IsZero() {
 			l.mem.NotStreamingSince = o.Now
@@ -793,8 +1012,21 @@ func (l *Loop) afterCycle(ctx context.Context, o Observation, p Plan) {
 		if err := l.dcs.TouchMember(c, l.memberValue(o, state)); err != nil {
 			l.log.Warn("writing our member key", "err", err)
 		}
+		if o.Cluster != nil {
+			l.trackSlots(o, leader && o.PG.Running && !o.PG.InRecovery)
+		}
 		if leader && o.PG.Running && !o.PG.InRecovery && o.PG.WALPosition > 0 {
-			if err := l.dcs.WriteStatus(c, dcs.Status{Optime: o.PG.WALPosition, Slots: map[string]int64{}}); err != nil {
+			st := dcs.Status{Optime: o.PG.WALPosition, Slots: map[string]int64{}}
+			for _, sl := range o.Slots {
+				if sl.Type == "physical" {
+					st.Slots[sl.Name] = sl.RestartLSN
+				}
+			}
+			if l.settings.UseSlots {
+				st.RetainSlots = append(l.retainedSlots(), l.cfg.Name)
+				sort.Strings(st.RetainSlots)
+			}
+			if err := l.dcs.WriteStatus(c, st); err != nil {
 				l.log.Warn("writing the status key", "err", err)
 			}
 			l.recordHistory(c, o)

@@ -89,6 +89,11 @@ func eligible(o Observation, m *dcs.Member) (bool, string) {
 	if m.IsPrimary() {
 		return false, "it runs as a primary"
 	}
+	if o.Settings.SynchronousMode {
+		if s := o.Cluster.SyncState; s == nil || s.Leader != o.Name || !s.Names(m.Name) {
+			return false, "synchronous mode is on and it is not a synchronous standby"
+		}
+	}
 	pos := m.XLogLocation
 	if m.ReceiveLSN != nil {
 		pos = max(pos, *m.ReceiveLSN)
@@ -150,6 +155,9 @@ func decideStandbyRequest(o Observation) (Plan, bool) {
 		}
 	}
 	if f.Candidate == o.Name {
+		if ok, why := mayPromote(o, o.Name); !ok {
+			return plan("named by the switchover, but " + why), true
+		}
 		if o.LeaseID == 0 || !o.Now.Before(o.LeaderUntil) {
 			return plan("named by the switchover, but our etcd lease is not fresh"), true
 		}

@@ -43,6 +43,14 @@ type Observation struct {
 	// Paused: the dynamic configuration says pause: true (maintenance
 	// mode), or said so at the last read while etcd cannot be read.
 	Paused bool
+
+	// Slots are the local server's replication slots (read on a running
+	// primary only; SlotsKnown false otherwise).
+	Slots      []postgres.Slot
+	SlotsKnown bool
+	// RetainSlots are members whose slots the leader keeps although they
+	// have no member key now (gone for less than member_slots_ttl).
+	RetainSlots []string
 }
 
 // Peer is another member's answer about itself.
@@ -65,6 +73,19 @@ type Settings struct {
 	CloneFrom            bool
 	MaxPrimaryRestarts   int           // failed in-place restarts before giving up the leader key
 	StreamingGrace       time.Duration // how long a standby may fail to stream before it is re-cloned
+
+	SynchronousMode       bool
+	SynchronousModeStrict bool
+	SynchronousNodeCount  int
+	UseSlots              bool
+	PermanentSlots        []string // physical slot names from the configuration's slots
+	UsePgRewind           bool
+	// RemoveOnRewindFailure and RemoveOnDiverged allow deleting the data
+	// directory to clone it again after pg_rewind failed, or when it
+	// diverged and pg_rewind may not be used.
+	RemoveOnRewindFailure bool
+	RemoveOnDiverged      bool
+	MemberSlotsTTL        time.Duration
 }
 
 // Memory is what the loop remembers between cycles about its own actions.
@@ -97,6 +118,19 @@ type Memory struct {
 	// Reinit: an operator asked to wipe the data directory and clone it
 	// again (POST /reinitialize).
 	Reinit bool
+
+	// SSN is synchronous_standby_names as this daemon last set it and saw
+	// PostgreSQL apply (SSNKnown false before the first time).
+	SSN      string
+	SSNKnown bool
+	// RewindFailed holds why the last pg_rewind failed ("" when it did
+	// not); Rewound is set after a rewind until the standby streams.
+	RewindFailed string
+	Rewound      bool
+	// StayStopped, when set, is why PostgreSQL stays stopped until an
+	// operator reinitializes this member; StayStoppedState its state.
+	StayStopped      string
+	StayStoppedState string
 }
 
 // ScheduledRestart is a restart waiting for its time, with the conditions

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pgwarden/pgwarden/dcs"
 	"github.com/pgwarden/pgwarden/postgres"
 )
 
@@ -58,6 +59,18 @@ const (
 	// Reinitialize stops PostgreSQL, removes the data directory and
 	// clones it again from Source (operator request).
 	Reinitialize
+	// Rewind stops PostgreSQL if it runs, runs pg_rewind against Source
+	// and starts as its standby.
+	Rewind
+	// CreateSlots and DropSlots create or drop the physical replication
+	// slots Names.
+	CreateSlots
+	DropSlots
+	// SetSyncKey writes Sync to the sync key if it is still at Revision.
+	SetSyncKey
+	// SetSyncNames sets synchronous_standby_names to Value and waits until
+	// PostgreSQL applied it.
+	SetSyncNames
 )
 
 var kindNames = map[ActionKind]string{
@@ -67,7 +80,8 @@ var kindNames = map[ActionKind]string{
 	Promote: "promote", StartPrimary: "start-primary",
 	StartStandby: "start-standby", Follow: "follow", Stop: "stop",
 	Demote: "demote", ClearFailover: "clear-failover", Restart: "restart",
-	Reinitialize: "reinitialize",
+	Reinitialize: "reinitialize", Rewind: "rewind", CreateSlots: "create-slots",
+	DropSlots: "drop-slots", SetSyncKey: "set-sync-key", SetSyncNames: "set-synchronous-standby-names",
 }
 
 func (k ActionKind) String() string {
@@ -82,8 +96,12 @@ type Action struct {
 	Kind   ActionKind
 	Source *Source // Clone, Reclone, StartStandby, Follow
 	Mode   string  // Stop
-	// Revision is the failover key's mod revision (ClearFailover).
+	// Revision is the failover key's mod revision (ClearFailover), or the
+	// sync key's (SetSyncKey).
 	Revision int64
+	Names    []string       // CreateSlots, DropSlots
+	Sync     *dcs.SyncState // SetSyncKey
+	Value    string         // SetSyncNames
 }
 
 // Source is the member to clone from or stream from.
@@ -100,6 +118,15 @@ func (a Action) String() string {
 	if a.Mode != "" {
 		s += "(" + a.Mode + ")"
 	}
+	if len(a.Names) > 0 {
+		s += "(" + strings.Join(a.Names, ",") + ")"
+	}
+	if a.Sync != nil {
+		s += "(" + strings.Join(a.Sync.Standbys, ",") + ")"
+	}
+	if a.Kind == SetSyncNames {
+		s += fmt.Sprintf("(%q)", a.Value)
+	}
 	return s
 }
 
@@ -114,6 +141,10 @@ type Plan struct {
 	// WakeAt, when set, is when the loop must look again at the latest
 	// (a scheduled switchover or restart).
 	WakeAt time.Time
+	// StayStopped: PostgreSQL must not be started again automatically
+	// (its data cannot follow the leader and nothing may fix it); only an
+	// operator's reinitialize ends this.
+	StayStopped bool
 }
 
 func (p Plan) String() string {

@@ -123,6 +123,13 @@ func (d *simDCS) Snapshot(context.Context) (*dcs.Cluster, error) {
 			c.FailoverRequest = &f
 		}
 	}
+	if v, ok := d.s.kv["sync"]; ok {
+		c.SyncRevision = v.rev
+		if st, err := dcs.ParseSync([]byte(v.val)); err == nil {
+			st.ModRevision = v.rev
+			c.SyncState = &st
+		}
+	}
 	if v, ok := d.s.kv["history"]; ok {
 		c.HistoryRevision = v.rev
 		c.History = json.RawMessage(v.val)
@@ -250,6 +257,18 @@ func (d *simDCS) ReleaseLeader(_ context.Context, optime int64) (bool, error) {
 	return false, nil
 }
 
+func (d *simDCS) SetSync(_ context.Context, st dcs.SyncState, prev int64) (bool, error) {
+	if err := d.check(); err != nil {
+		return false, err
+	}
+	if d.s.kv["sync"].rev != prev {
+		return false, nil
+	}
+	b, _ := st.MarshalJSON()
+	d.put("sync", string(b), 0)
+	return true, nil
+}
+
 func (d *simDCS) SetHistory(_ context.Context, h []dcs.HistoryEntry, prev int64) (bool, error) {
 	if err := d.check(); err != nil {
 		return false, err
@@ -290,6 +309,9 @@ type simPG struct {
 	cleanly  bool
 	ckpt     int64 // shutdown checkpoint of the last clean stop
 	restarts int
+	slots    map[string]bool
+	ssn      string
+	rewinds  int
 }
 
 func (p *simPG) DataDirEmpty() (bool, error) { return !p.hasData, nil }
@@ -344,6 +366,18 @@ func (p *simPG) Observe(context.Context) (postgres.State, error) {
 		return postgres.State{}, nil
 	}
 	st := postgres.State{Running: true, Accepting: true, InRecovery: p.recovery, Timeline: p.tli, WALPosition: p.wal, SystemID: p.w.sysid}
+	if !p.recovery {
+		for _, q := range p.w.nodes {
+			if q.running && q.recovery && q.upstream == p.port {
+				name := fmt.Sprintf("node%d", q.port-5440)
+				sync := "async"
+				if strings.Contains(p.ssn, `"`+name+`"`) {
+					sync = "sync"
+				}
+				st.Replication = append(st.Replication, postgres.Replica{ApplicationName: name, State: "streaming", SyncState: sync})
+			}
+		}
+	}
 	if p.recovery {
 		st.ReceivedLSN, st.ReplayedLSN = p.wal, p.wal
 		if up := p.w.nodes[fmt.Sprint(p.upstream)]; up != nil && up.running && !up.recovery {
@@ -375,7 +409,37 @@ func (p *simPG) ControlData() (postgres.ControlData, error) {
 	}
 	return postgres.ControlData{SystemID: p.w.sysid, State: state, CheckpointTLI: p.tli, CheckpointLSN: ckpt}, nil
 }
-func (p *simPG) Checkpoint(context.Context) error      { return nil }
+func (p *simPG) Checkpoint(context.Context) error { return nil }
+func (p *simPG) ReplicationSlots(context.Context) ([]postgres.Slot, error) {
+	var out []postgres.Slot
+	for n := range p.slots {
+		out = append(out, postgres.Slot{Name: n, Type: "physical"})
+	}
+	return out, nil
+}
+func (p *simPG) CreatePhysicalSlot(_ context.Context, n string, _ bool) error {
+	if p.slots == nil {
+		p.slots = map[string]bool{}
+	}
+	p.slots[n] = true
+	return nil
+}
+func (p *simPG) DropSlot(_ context.Context, n string) error { delete(p.slots, n); return nil }
+func (p *simPG) SetPrimarySlotName(string)                  {}
+func (p *simPG) SetSynchronousStandbyNames(_ context.Context, v string) error {
+	p.ssn = v
+	return nil
+}
+func (p *simPG) CanRewind() (bool, string) { return true, "" }
+func (p *simPG) Rewind(_ context.Context, src postgres.ConnInfo) error {
+	up := p.w.nodes[fmt.Sprint(src.Port)]
+	if up == nil || !up.running {
+		return errors.New("source down")
+	}
+	p.tli, p.wal, p.cleanly, p.recovery = up.tli, up.wal, true, true
+	p.rewinds++
+	return nil
+}
 func (p *simPG) SetParameters(map[string]string) error { return nil }
 func (p *simPG) RemoveDataDir() error                  { p.hasData = false; return nil }
 func (p *simPG) HistoryFile(context.Context) ([]postgres.TimelineHistoryLine, error) {
@@ -427,7 +491,8 @@ func newSim(t *testing.T, n int) *sim {
 	clock := &simClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	s := &sim{t: t, clock: clock, etcd: &simEtcd{clock: clock, kv: map[string]simKV{}, leases: map[int64]time.Time{}},
 		world: &simWorld{nodes: map[string]*simPG{}, sysid: "42"}}
-	dyn := config.Dynamic{TTL: 5 * time.Second, LoopWait: time.Second, RetryTimeout: 2 * time.Second, MaximumLagOnFailover: 1 << 20}
+	dyn := config.Dynamic{TTL: 5 * time.Second, LoopWait: time.Second, RetryTimeout: 2 * time.Second, MaximumLagOnFailover: 1 << 20,
+		UsePgRewind: true, UseSlots: true, SynchronousNodeCount: 1, MemberSlotsTTL: time.Hour}
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("node%d", i+1)
 		port := 5441 + i
@@ -704,4 +769,83 @@ func simLogger(name string) *slog.Logger {
 		return slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, nil)).With("node", name)
+}
+
+func TestSimSynchronousModePromotesOnlyTheSyncStandby(t *testing.T) {
+	s := newSim(t, 3)
+	for _, n := range s.nodes {
+		n.loop.cfg.Bootstrap.SynchronousMode = true
+		n.loop.cfg.Bootstrap.Raw = map[string]any{"ttl": 5, "loop_wait": 1, "retry_timeout": 2, "synchronous_mode": true}
+	}
+	s.runUntilHealthy(5)
+	s.run(3)
+	var sync dcs.SyncState
+	for round := 0; round < 3; round++ {
+		l := s.node(s.leader())
+		st, err := dcs.ParseSync([]byte(s.etcd.kv["sync"].val))
+		if err != nil || st.Leader != l.name || len(st.Standbys) != 1 {
+			t.Fatalf("round %d: sync key %q (%v), want leader %s and one standby", round, s.etcd.kv["sync"].val, err, l.name)
+		}
+		sync = st
+		if !strings.Contains(l.pg.ssn, `"`+sync.Standbys[0]+`"`) {
+			t.Fatalf("round %d: synchronous_standby_names %q does not name %s", round, l.pg.ssn, sync.Standbys[0])
+		}
+		l.dead, l.pg.running = true, false
+		for i := 0; s.leader() == "" || s.leader() == l.name; i++ {
+			if i > 10 {
+				t.Fatalf("round %d: no new leader", round)
+			}
+			s.step(time.Second)
+		}
+		if s.leader() != sync.Standbys[0] {
+			t.Fatalf("round %d: %s was promoted, but the sync key named %s", round, s.leader(), sync.Standbys[0])
+		}
+		l.dead = false
+		s.runUntilHealthy(10)
+		s.run(3)
+		if l.pg.rewinds == 0 {
+			t.Errorf("round %d: the old primary rejoined without pg_rewind", round)
+		}
+	}
+}
+
+func TestSimLeaderKeepsSlotsForOtherMembers(t *testing.T) {
+	s := newSim(t, 3)
+	s.runUntilHealthy(5)
+	s.run(2)
+	l := s.node(s.leader())
+	for _, n := range s.nodes {
+		if n == l {
+			if l.pg.slots[n.name] {
+				t.Errorf("the leader has a slot for itself")
+			}
+			continue
+		}
+		if !l.pg.slots[n.name] {
+			t.Errorf("the leader has no slot for %s: %v", n.name, l.pg.slots)
+		}
+	}
+	// A member removed for good loses its slot once member_slots_ttl has
+	// passed.
+	var gone *simNode
+	for _, n := range s.nodes {
+		if n != l {
+			gone = n
+			break
+		}
+	}
+	cfg := map[string]any{"ttl": 5, "loop_wait": 1, "retry_timeout": 2, "member_slots_ttl": 8}
+	if ok, _ := s.nodes[0].dcs.SetConfig(context.Background(), cfg, s.etcd.kv["config"].rev); !ok {
+		t.Fatal("could not write the config key")
+	}
+	s.run(1)
+	gone.dead, gone.pg.running = true, false
+	s.run(8) // its member key expires after the ttl; the slot is still kept
+	if !l.pg.slots[gone.name] {
+		t.Fatalf("slot of %s dropped before member_slots_ttl", gone.name)
+	}
+	s.run(8)
+	if l.pg.slots[gone.name] {
+		t.Fatalf("slot of %s still kept after member_slots_ttl", gone.name)
+	}
 }

@@ -142,7 +142,11 @@ func serve(cfg *config.Config, path string, log *slog.Logger, level *slog.LevelV
 		Bootstrap: cfg.Bootstrap.DCS,
 		Fence:     fc,
 
-		LocalParameters: cfg.PostgreSQL.Parameters,
+		LocalParameters:       cfg.PostgreSQL.Parameters,
+		UsePgRewind:           cfg.PostgreSQL.UsePgRewind,
+		UseSlots:              cfg.PostgreSQL.UseSlots,
+		RemoveOnRewindFailure: cfg.PostgreSQL.RemoveDataDirectoryOnRewindFailure,
+		RemoveOnDiverged:      cfg.PostgreSQL.RemoveDataDirectoryOnDivergedTimelines,
 	}, d, pg, board, log)
 
 	reloadFn := func() error { return reload(path, cfg, log, level, loop) }
