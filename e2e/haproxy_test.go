@@ -401,3 +401,46 @@ func TestHAProxyRoutesAndFailover(t *testing.T) {
 		}
 	})
 }
+
+// A planned switchover behind HAProxy (checks every 200 ms): a client
+// writing every 10 ms through the write port resumes on the new primary;
+// the largest gap between two acknowledged writes is printed.
+func TestHAProxySwitchoverWriteGap(t *testing.T) {
+	needHAProxy(t)
+	c, p := startCluster(t, nil)
+	h := startHAProxy(t, c)
+	if err := h.WaitUp("primary", []string{c.Nodes[p].Name}, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	exec1(t, c, p, "CREATE TABLE hs(id int primary key)")
+	time.Sleep(2 * time.Second)
+	w := startHAProxyWriteClient(h.WritePort(), "hs")
+	time.Sleep(time.Second)
+	cand := otherThan(c, p)
+	code, msg := callAPI(t, c, p, "POST", "/switchover", fmt.Sprintf(`{"leader":%q,"candidate":%q}`, c.Nodes[p].Name, c.Nodes[cand].Name))
+	if code != 200 {
+		t.Fatalf("POST /switchover = %d %q", code, msg)
+	}
+	if _, err := w.WaitAckOn(c.Nodes[cand].PGPort, time.Now().Add(-time.Minute), 20*time.Second); err != nil {
+		t.Fatalf("no write acknowledged by the new primary through HAProxy: %v", err)
+	}
+	time.Sleep(time.Second)
+	gap, before, after, err := w.LargestGap()
+	acks, fails := w.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("MEASURED switchover write gap through HAProxy (inter 200ms, fall 1, rise 1): %s (last write on %s, next on %s; %d acknowledged, %d failed attempts)",
+		gap.Round(time.Millisecond), nodeByPGPort(c, before.pgPort), nodeByPGPort(c, after.pgPort), len(acks), fails)
+	last := acks[len(acks)-1]
+	if last.pgPort != c.Nodes[cand].PGPort {
+		t.Errorf("the last write was acknowledged by %s, want the new primary %s", nodeByPGPort(c, last.pgPort), c.Nodes[cand].Name)
+	}
+	ids := make([]int, len(acks))
+	for i, a := range acks {
+		ids[i] = a.id
+	}
+	if missing := missingIDs(t, c, cand, "hs", ids); len(missing) > 0 {
+		t.Errorf("%d acknowledged writes missing on the new primary", len(missing))
+	}
+}
