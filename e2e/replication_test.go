@@ -102,6 +102,13 @@ func TestSyncModeFiveKillsLoseNothing(t *testing.T) {
 		p = np
 	}
 	ids, gap := w.stop()
+	if os.Getenv("SYNC_DEBUG") != "" {
+		for i := range c.Nodes {
+			t.Logf("==== %s ====\n%s", c.Nodes[i].Name, readLog(t, c, i))
+			b, _ := os.ReadFile(filepath.Join(filepath.Dir(c.Nodes[i].DataDir), "postgresql."+c.Nodes[i].Name+".log"))
+			t.Logf("==== postgres %s ====\n%s", c.Nodes[i].Name, b)
+		}
+	}
 	if len(ids) < 100 {
 		t.Fatalf("only %d writes were acknowledged", len(ids))
 	}
@@ -117,9 +124,10 @@ func TestSyncModeFiveKillsLoseNothing(t *testing.T) {
 	}
 }
 
-// walReceiverPID finds the walreceiver process among the postmaster's
-// children.
-func walReceiverPID(postmaster int) int {
+// childPIDs lists the postmaster's children whose command line contains
+// what (e.g. "walsender").
+func childPIDs(postmaster int, what string) []int {
+	var out []int
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
@@ -135,45 +143,37 @@ func walReceiverPID(postmaster int) int {
 			continue
 		}
 		cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if strings.Contains(string(cmd), "walreceiver") {
-			return pid
+		if strings.Contains(string(cmd), what) {
+			out = append(out, pid)
 		}
 	}
-	return 0
+	return out
 }
 
-// diverge writes rows on the primary that no standby receives (their WAL
-// receivers are frozen), kills the primary, and waits for a new one.
+// diverge writes a row on the primary that no standby receives (its WAL
+// senders are frozen, then killed with it), and waits for a new primary.
 func diverge(t *testing.T, c *launcher.Cluster, p int, table string, id int) int {
 	t.Helper()
-	var frozen []int
-	for i := range c.Nodes {
-		if i == p {
-			continue
-		}
-		wr := walReceiverPID(c.PostmasterPID(i))
-		if wr == 0 {
-			t.Fatalf("node %d has no walreceiver", i)
-		}
-		if err := syscall.Kill(wr, syscall.SIGSTOP); err != nil {
+	senders := childPIDs(c.PostmasterPID(p), "walsender")
+	if len(senders) == 0 {
+		t.Fatalf("node %d has no walsender", p)
+	}
+	for _, pid := range senders {
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
-		frozen = append(frozen, wr)
 	}
-	defer func() {
-		for _, pid := range frozen {
-			_ = syscall.Kill(pid, syscall.SIGCONT)
-		}
-	}()
 	exec1(t, c, p, fmt.Sprintf("INSERT INTO %s VALUES (%d)", table, id))
+	for _, pid := range senders {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
 	if err := c.KillNode(p, true); err != nil {
 		t.Fatal(err)
 	}
-	for _, pid := range frozen {
-		_ = syscall.Kill(pid, syscall.SIGCONT)
-	}
-	frozen = nil
 	np, _ := waitNewPrimary(t, c, p, 40*time.Second)
+	if n := query1(t, c, np, fmt.Sprintf("SELECT count(*)::text FROM %s WHERE id = %d", table, id)); n != "0" {
+		t.Fatalf("the new primary has the row written while replication was frozen: no divergence to test")
+	}
 	return np
 }
 

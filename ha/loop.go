@@ -568,6 +568,9 @@ func (l *Loop) perform(ctx context.Context, a Action, o Observation, reason stri
 		}
 		l.log.Info("took the leader key", "reason", reason)
 		l.mem.WasLeader = true
+		// From now on PostgreSQL may become writable (a promotion follows):
+		// it must stop when the lease can no longer be certain.
+		l.guard.Arm(o.LeaderUntil, l.now())
 		return true, nil
 	case ReclaimLeader:
 		c, cancel := l.dcsCtx(ctx)
@@ -596,6 +599,22 @@ func (l *Loop) perform(ctx context.Context, a Action, o Observation, reason stri
 		return true, l.writeInitialize(ctx, o.PG.SystemID)
 	case Promote:
 		l.beforePromote(ctx, o)
+		// A promotion can take a while: renew the lease first so that it
+		// has a whole lease to finish in, and keep the guard armed.
+		c, cancel := l.dcsCtx(ctx)
+		start := l.now()
+		fresh, err := l.dcs.RefreshLease(c)
+		cancel()
+		if err != nil {
+			return false, fmt.Errorf("renewing the lease before promoting: %w", err)
+		}
+		if fresh {
+			// The old lease (and the leader key bound to it) is gone.
+			l.guard.Disarm()
+			return true, nil
+		}
+		l.renewedAt = start
+		l.guard.Arm(start.Add(l.settings.TTL-safetyMargin(l.settings.TTL)), l.now())
 		if err := l.pg.Promote(ctx, 60*time.Second); err != nil {
 			return false, fmt.Errorf("promoting: %w", err)
 		}

@@ -41,6 +41,11 @@ var managedDefaults = []confSetting{
 	{"max_standby_streaming_delay", "30s"},
 	{"wal_keep_size", "128MB"},
 	{"max_connections", "100"},
+	// PostgreSQL 15's startup process can sleep this long after a promote
+	// request while no WAL source answers (the old primary just died), and
+	// a standby retries a missing replication slot this often: the default
+	// 5s would be added to failovers.
+	{"wal_retrieve_retry_interval", "500ms"},
 }
 
 // reservedParams are never taken from Parameters: pgwarden owns them.
