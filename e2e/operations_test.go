@@ -318,6 +318,14 @@ func TestPauseStopsFailoverAndResumeRestoresIt(t *testing.T) {
 			return ""
 		})
 	}
+	// Refusals of a paused cluster.
+	at := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	if code, msg := callAPI(t, c, p, "POST", "/switchover", `{"leader":"`+c.Nodes[p].Name+`","scheduled_at":"`+at+`"}`); code != 400 || !strings.Contains(msg, "paused") {
+		t.Errorf("scheduled switchover while paused: %d %q, want 400 naming the paused state", code, msg)
+	}
+	if code, msg := callAPI(t, c, p, "POST", "/switchover", `{"leader":"`+c.Nodes[p].Name+`"}`); code != 400 || !strings.Contains(msg, "paused") {
+		t.Errorf("switchover without candidate while paused: %d %q, want 400", code, msg)
+	}
 	pm := c.PostmasterPID(p)
 	if pm == 0 {
 		t.Fatal("no postmaster")

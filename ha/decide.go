@@ -172,9 +172,19 @@ func decideStopped(o Observation) Plan {
 	if diverged, why := hasDiverged(o, leader); diverged {
 		return decideDiverged(o, src, why)
 	}
+	if o.Memory.StartFailures >= maxStartFailures {
+		// Something in the data directory keeps PostgreSQL from starting
+		// (a timeline it cannot follow, WAL it cannot find): rewinding or
+		// cloning is the way out, not starting it again forever.
+		return decideDiverged(o, src, fmt.Sprintf("PostgreSQL failed to start as a standby %d times in a row", o.Memory.StartFailures))
+	}
 	return Plan{Reason: fmt.Sprintf("starting as a standby of leader %s", leader.Name),
 		Actions: []Action{{Kind: StartStandby, Source: src}}, State: "starting"}
 }
+
+// maxStartFailures is how many failed starts as a standby in a row make a
+// member rewind or re-clone instead of trying again.
+const maxStartFailures = 3
 
 // decideDiverged chooses how a member whose WAL cannot follow the leader
 // comes back: pg_rewind when allowed and not failed already (or not
@@ -251,6 +261,15 @@ func decideStandby(o Observation) Plan {
 		if o.Memory.Upstream != want {
 			return plan(fmt.Sprintf("following new leader %s", leader.Name), Action{Kind: Follow, Source: src})
 		}
+		if !o.PG.Streaming && o.WALGone != "" {
+			why := fmt.Sprintf("%s no longer has the WAL this standby needs (%s)", leader.Name, o.WALGone)
+			if o.Settings.RemoveOnRewindFailure || o.Settings.RemoveOnDiverged {
+				return Plan{Reason: why + "; removing the data directory and cloning again (allowed by remove_data_directory_on_*)",
+					Actions: []Action{{Kind: Reclone, Source: src}}, State: "creating replica"}
+			}
+			return Plan{Reason: why + "; remove_data_directory_on_rewind_failure is off: staying stopped",
+				Actions: []Action{{Kind: Stop, Mode: "fast"}}, State: "WAL missing", StayStopped: true}
+		}
 		if !o.PG.Streaming && !o.Memory.NotStreamingSince.IsZero() && o.Settings.StreamingGrace > 0 &&
 			o.Now.Sub(o.Memory.NotStreamingSince) >= o.Settings.StreamingGrace && leader.Timeline > o.PG.Timeline {
 			return decideDiverged(o, src, fmt.Sprintf("not streaming from %s for %s and its timeline %d is ahead of ours (%d): our WAL diverged",
@@ -286,6 +305,16 @@ func decideStandby(o Observation) Plan {
 	return plan("leader key is free and this member is the healthiest; racing for it", act(AcquireLeader))
 }
 
+// clusterTimeline is the newest timeline the history key knows of (0 when
+// none): the last promotion ended timeline N and started N+1.
+func clusterTimeline(c *dcs.Cluster) int {
+	tl := 0
+	for _, h := range c.HistoryEntries {
+		tl = max(tl, h.Timeline+1)
+	}
+	return tl
+}
+
 // healthiest decides whether this standby may race for the leader key.
 func healthiest(o Observation) (bool, string) {
 	if o.Settings.NoFailover {
@@ -296,6 +325,9 @@ func healthiest(o Observation) (bool, string) {
 	}
 	if ok, why := mayPromote(o, o.Name); !ok {
 		return false, why
+	}
+	if tl := clusterTimeline(o.Cluster); tl > 0 && o.PG.Timeline > 0 && o.PG.Timeline < tl {
+		return false, fmt.Sprintf("on timeline %d, older than the cluster's timeline %d (history key)", o.PG.Timeline, tl)
 	}
 	my := o.PG.WALPosition
 	if st := o.Cluster.Status; st != nil && o.Settings.MaximumLagOnFailover >= 0 && st.Optime-my > o.Settings.MaximumLagOnFailover {

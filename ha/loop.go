@@ -67,6 +67,7 @@ type Postgres interface {
 	SetSynchronousStandbyNames(ctx context.Context, value string) error
 	Rewind(ctx context.Context, source postgres.ConnInfo) error
 	CanRewind() (bool, string)
+	LastLogLine(after string, needles ...string) (string, error)
 }
 
 // Config is the loop's fixed configuration.
@@ -122,6 +123,7 @@ type Loop struct {
 	paused       bool              // the last config read said pause: true
 	slotName     string            // primary_slot_name handed to the instance
 	slotSeen     map[string]time.Time
+	lastLeader   string // the last leader key holder seen
 }
 
 type reloadRequest struct {
@@ -379,6 +381,11 @@ func (l *Loop) observe(ctx context.Context) Observation {
 		}
 	}
 	o.RetainSlots = l.retainedSlots()
+	if st.Running && st.InRecovery && !st.Streaming && !l.mem.NotStreamingSince.IsZero() && l.now().Sub(l.mem.NotStreamingSince) > 2*time.Second {
+		if line, err := l.pg.LastLogLine("started streaming WAL", postgres.WALGoneMarker); err == nil {
+			o.WALGone = line
+		}
+	}
 	empty, err := l.pg.DataDirEmpty()
 	if err != nil {
 		l.log.Warn("reading the data directory", "err", err)
@@ -548,7 +555,7 @@ func (l *Loop) perform(ctx context.Context, a Action, o Observation, reason stri
 			return false, fmt.Errorf("cloning from %s: %w", a.Source.Name, err)
 		}
 		l.log.Info("cloned data directory", "from", a.Source.Name)
-		l.mem.RewindFailed, l.mem.Rewound = "", false
+		l.mem.RewindFailed, l.mem.Rewound, l.mem.StartFailures = "", false, 0
 		if err := l.pg.Start(ctx, l.cfg.StartTimeout); err != nil {
 			return false, err
 		}
@@ -640,8 +647,10 @@ func (l *Loop) perform(ctx context.Context, a Action, o Observation, reason stri
 			return false, err
 		}
 		if err := l.pg.Start(ctx, l.cfg.StartTimeout); err != nil {
+			l.mem.StartFailures++
 			return false, err
 		}
+		l.mem.StartFailures = 0
 		l.mem.Upstream = upstreamKey(a.Source)
 		l.mem.NotStreamingSince = time.Time{}
 		if a.Source != nil {
@@ -743,6 +752,15 @@ func (l *Loop) perform(ctx context.Context, a Action, o Observation, reason stri
 // the first one on.
 func (l *Loop) beforePromote(ctx context.Context, o Observation) {
 	if l.settings.UseSlots && o.Cluster != nil {
+		// Also the members the previous leader still kept a slot for, the
+		// previous leader first of all: its member key expired with its
+		// lease, and it rewinds from us when it comes back.
+		if st := o.Cluster.Status; st != nil {
+			o.RetainSlots = append(o.RetainSlots, st.RetainSlots...)
+		}
+		if o.Cluster.Leader == nil && l.lastLeader != "" {
+			o.RetainSlots = append(o.RetainSlots, l.lastLeader)
+		}
 		want := wantedSlots(o)
 		for n := range want {
 			if err := l.pg.CreatePhysicalSlot(ctx, n, true); err != nil {
@@ -782,7 +800,7 @@ func (l *Loop) rewind(ctx context.Context, src *Source) error {
 		return fmt.Errorf("pg_rewind from %s: %w", src.Name, err)
 	}
 	l.log.Warn("rewound the data directory with pg_rewind", "from", src.Name, "took", l.now().Sub(start).Round(time.Millisecond))
-	l.mem.RewindFailed, l.mem.Rewound = "", true
+	l.mem.RewindFailed, l.mem.Rewound, l.mem.StartFailures = "", true, 0
 	if err := l.pg.WriteConfig(true, &src.ConnInfo); err != nil {
 		return err
 	}
@@ -840,7 +858,7 @@ func (l *Loop) trackSlots(o Observation, leader bool) {
 func (l *Loop) reinitialize(ctx context.Context, src *Source) error {
 	l.mem.Reinit = false
 	l.mem.StayStopped, l.mem.StayStoppedState = "", ""
-	l.mem.RewindFailed, l.mem.Rewound = "", false
+	l.mem.RewindFailed, l.mem.Rewound, l.mem.StartFailures = "", false, 0
 	if l.pg.IsRunning() {
 		if err := l.pg.Stop(ctx, "immediate", 60*time.Second); err != nil {
 			return fmt.Errorf("reinitialize: stopping PostgreSQL: %w", err)
@@ -986,6 +1004,9 @@ func (l *Loop) bootstrapConfig() map[string]any {
 func (l *Loop) afterCycle(ctx context.Context, o Observation, p Plan) {
 	leader := o.Cluster != nil && holdsLeader(o)
 	if o.Cluster != nil {
+		if o.Cluster.Leader != nil {
+			l.lastLeader = o.Cluster.Leader.Name
+		}
 		if o.Cluster.Leader == nil {
 			if l.mem.LeaderlessSince.IsZero() {
 				l.mem.LeaderlessSince = o.Now

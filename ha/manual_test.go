@@ -265,6 +265,38 @@ func TestDecideOperations(t *testing.T) {
 				return o
 			},
 			want: []ActionKind{Reinitialize}, state: "creating replica"},
+		{name: "a standby that failed to start three times: rewind instead of starting again",
+			obs: func() Observation {
+				o := obs(cluster("node2", otherLease, member("node2", 5442, 1, "primary")), postgres.State{})
+				o.Control = &postgres.ControlData{SystemID: "7713459073105036598", State: "shut down in recovery", CheckpointTLI: 1}
+				o.Memory.StartFailures = 3
+				return o
+			},
+			want: []ActionKind{Rewind}, reason: "failed to start"},
+		{name: "a standby on a timeline older than the history key's: does not race",
+			obs: func() Observation {
+				o := standbyWith(nil, wal+200, wal+100)
+				o.Cluster.HistoryEntries = []dcs.HistoryEntry{{Timeline: 1, LSN: 10}}
+				return o
+			},
+			reason: "older than the cluster's timeline 2"},
+		{name: "the leader no longer has our WAL, removal not allowed: stop and stay stopped",
+			obs: func() Observation {
+				o := obs(cluster("node2", otherLease, member("node2", 5442, 1, "primary")), standbyPG(wal, false))
+				o.Memory.Upstream = "127.0.0.1:5442"
+				o.WALGone = "FATAL: requested WAL segment 000000010000000000000003 has already been removed"
+				return o
+			},
+			want: []ActionKind{Stop}, reason: "no longer has the WAL", state: "WAL missing"},
+		{name: "the leader no longer has our WAL, removal allowed: re-clone",
+			obs: func() Observation {
+				o := obs(cluster("node2", otherLease, member("node2", 5442, 1, "primary")), standbyPG(wal, false))
+				o.Memory.Upstream = "127.0.0.1:5442"
+				o.WALGone = "FATAL: requested WAL segment 000000010000000000000003 has already been removed"
+				o.Settings.RemoveOnRewindFailure = true
+				return o
+			},
+			want: []ActionKind{Reclone}},
 		{name: "reinitialize requested on the leader: ignored",
 			obs: func() Observation {
 				o := leaderWith(nil)

@@ -51,6 +51,10 @@ type Observation struct {
 	// RetainSlots are members whose slots the leader keeps although they
 	// have no member key now (gone for less than member_slots_ttl).
 	RetainSlots []string
+	// WALGone is the server log line saying the upstream no longer has the
+	// WAL this standby needs ("" when there is none since it last
+	// streamed).
+	WALGone string
 }
 
 // Peer is another member's answer about itself.
@@ -131,6 +135,8 @@ type Memory struct {
 	// operator reinitializes this member; StayStoppedState its state.
 	StayStopped      string
 	StayStoppedState string
+	// StartFailures counts consecutive failed starts as a standby.
+	StartFailures int
 }
 
 // ScheduledRestart is a restart waiting for its time, with the conditions

@@ -430,7 +430,8 @@ func (p *simPG) SetSynchronousStandbyNames(_ context.Context, v string) error {
 	p.ssn = v
 	return nil
 }
-func (p *simPG) CanRewind() (bool, string) { return true, "" }
+func (p *simPG) CanRewind() (bool, string)                     { return true, "" }
+func (p *simPG) LastLogLine(string, ...string) (string, error) { return "", nil }
 func (p *simPG) Rewind(_ context.Context, src postgres.ConnInfo) error {
 	up := p.w.nodes[fmt.Sprint(src.Port)]
 	if up == nil || !up.running {

@@ -46,6 +46,10 @@ var managedDefaults = []confSetting{
 	// a standby retries a missing replication slot this often: the default
 	// 5s would be added to failovers.
 	{"wal_retrieve_retry_interval", "500ms"},
+	// A standby reports its flush position at least this often: commits
+	// waiting for a standby that has just become synchronous (and had
+	// already flushed their WAL) are released within a second, not ten.
+	{"wal_receiver_status_interval", "1s"},
 }
 
 // reservedParams are never taken from Parameters: pgwarden owns them.

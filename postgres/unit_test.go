@@ -354,3 +354,23 @@ func TestSetParameters(t *testing.T) {
 		t.Fatal("Settings() does not show the new parameters")
 	}
 }
+
+func TestLastLogLine(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "pg.log")
+	body := "a\nLOG:  started streaming WAL from primary\nFATAL:  could not receive data from WAL stream: ERROR:  requested WAL segment 000000010000000000000003 has already been removed\nLOG: waiting\n"
+	if err := os.WriteFile(log, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	i := &Instance{s: Settings{LogFile: log}}
+	got, err := i.LastLogLine("started streaming", WALGoneMarker)
+	if err != nil || !strings.Contains(got, "000000010000000000000003") {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	if err := os.WriteFile(log, []byte(body+"LOG:  started streaming WAL from primary at 0/4000000\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := i.LastLogLine("started streaming", WALGoneMarker); got != "" {
+		t.Fatalf("a line before the last start of streaming was reported: %q", got)
+	}
+}

@@ -86,6 +86,10 @@ func appendStatus(b []byte, n *status.Node) []byte {
 			b = appendInt(b, pg.WALPosition)
 		}
 		b = append(b, '}')
+		if pg.InRecovery && isSyncStandby(n) {
+			b = appendKey(b, "sync_standby")
+			b = appendBool(b, true)
+		}
 		b = appendKey(b, "timeline")
 		if pg.Timeline > 0 {
 			b = appendInt(b, int64(pg.Timeline))
@@ -232,6 +236,8 @@ func appendCluster(b []byte, n *status.Node) []byte {
 		role := "replica"
 		if isLeader {
 			role = "leader"
+		} else if syncModeOn(n.Cluster) && n.Cluster.SyncState.Names(m.Name) {
+			role = "sync_standby"
 		}
 		state := m.State
 		if !isLeader && m.ReplicationState != "" {

@@ -206,6 +206,7 @@ func newOpsServer(t testing.TB, ops Operations, auth *config.BasicAuth) *Server 
 	s := New(Options{Board: b, Auth: auth, Ops: ops, Now: func() time.Time { return t0 }})
 	s.pollInterval = time.Millisecond
 	s.pollWindow = 300 * time.Millisecond
+	s.syncWait = 250 * time.Millisecond
 	return s
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/dcs"
 	"github.com/pgwarden/pgwarden/status"
 )
 
@@ -139,15 +140,17 @@ func decide(k kind, n *status.Node, now time.Time, q *healthQuery) int {
 		ok = replicaOK(n, now, q)
 	case kindReadOnly:
 		ok = n.IsRunningPrimary(now) || replicaOK(n, now, q)
-	case kindReadOnlySync, kindReadOnlyQuorum:
-		// The replica half needs synchronous mode, which is not there yet.
-		ok = n.IsRunningPrimary(now)
-	case kindSync, kindQuorum:
-		ok = false // no synchronous mode yet: nobody is a sync standby
+	case kindReadOnlySync:
+		ok = n.IsRunningPrimary(now) || (isSyncStandby(n) && replicaOK(n, now, q))
+	case kindReadOnlyQuorum:
+		ok = n.IsRunningPrimary(now) // no quorum commit in pgwarden
+	case kindSync:
+		ok = isSyncStandby(n) && replicaOK(n, now, q)
+	case kindQuorum:
+		ok = false // no quorum commit in pgwarden
 	case kindAsync:
-		// Patroni only answers this while the DCS is known; without
-		// synchronous mode every replica is asynchronous.
-		ok = n.Cluster != nil && replicaOK(n, now, q)
+		// Patroni only answers this while the DCS is known.
+		ok = n.Cluster != nil && !isSyncStandby(n) && replicaOK(n, now, q)
 	case kindHealth:
 		ok = stateOf(n) == "running"
 	case kindLiveness:
@@ -162,6 +165,27 @@ func decide(k kind, n *status.Node, now time.Time, q *healthQuery) int {
 		return http.StatusOK
 	}
 	return http.StatusServiceUnavailable
+}
+
+// isSyncStandby: synchronous mode is on and the sync key names this
+// member.
+func isSyncStandby(n *status.Node) bool {
+	c := n.Cluster
+	return c != nil && c.SyncState.Names(n.Name) && syncModeOn(c)
+}
+
+// syncModeOn reads synchronous_mode from the dynamic configuration.
+func syncModeOn(c *dcs.Cluster) bool {
+	if c == nil {
+		return false
+	}
+	switch v := c.Config["synchronous_mode"].(type) {
+	case bool:
+		return v
+	case string:
+		return v == "on" || v == "true"
+	}
+	return false
 }
 
 // fresh reports whether the snapshot is recent enough to vouch for.

@@ -23,7 +23,8 @@ const maxBodyBytes = 1 << 20
 const (
 	defaultPollInterval = 50 * time.Millisecond
 	minPollWindow       = 10 * time.Second
-	maxPollWindow       = writeTimeout - 5*time.Second
+	maxPollWindow       = writeTimeout - defaultSyncWait - 5*time.Second
+	defaultSyncWait     = 10 * time.Second
 )
 
 // opsRoutes registers the operation endpoints. Read-only ones go through

@@ -49,7 +49,7 @@ type Options struct {
 const (
 	readHeaderTimeout = 5 * time.Second
 	readTimeout       = 10 * time.Second
-	writeTimeout      = 30 * time.Second
+	writeTimeout      = 45 * time.Second
 	idleTimeout       = 120 * time.Second
 	maxHeaderBytes    = 64 << 10
 )
@@ -66,6 +66,7 @@ type Server struct {
 	// 2*max(10s, loop_wait) as Patroni). Tests shorten them.
 	pollInterval time.Duration
 	pollWindow   time.Duration
+	syncWait     time.Duration // how long a switchover waits for a synchronous standby
 
 	authEnabled bool
 	authDigest  [sha256.Size]byte // sha256("user:password")

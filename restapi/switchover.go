@@ -97,7 +97,23 @@ func (s *Server) handleFailover(w http.ResponseWriter, r *http.Request, action s
 	}
 	settings := settingsOf(c)
 	if msg == "" && !scheduled {
-		if why := failoverImpossible(c, settings, leader, candidate, action); why != "" {
+		why := failoverImpossible(c, settings, leader, candidate, action)
+		// In synchronous mode a standby becomes synchronous a few moments
+		// after bootstrap or a previous switchover: wait for it, bounded,
+		// rather than refuse at once.
+		if waitsForSync(why) {
+			deadline := time.Now().Add(s.syncWindow())
+			for waitsForSync(why) && time.Now().Before(deadline) && ctx.Err() == nil {
+				time.Sleep(100 * time.Millisecond)
+				fresh, err := s.ops.Cluster(ctx)
+				if err != nil {
+					continue
+				}
+				c, settings = fresh, settingsOf(fresh)
+				why = failoverImpossible(c, settings, leader, candidate, action)
+			}
+		}
+		if why != "" {
 			code, msg = http.StatusPreconditionFailed, why
 		}
 	}
@@ -125,6 +141,20 @@ func (s *Server) handleFailover(w http.ResponseWriter, r *http.Request, action s
 	}
 	code, msg = s.pollFailover(ctx, settings.loopWait, oldLeader, candidate, action)
 	writeMessage(w, code, msg)
+}
+
+// waitsForSync: the refusal is only that no (or not this) standby is
+// synchronous yet.
+func waitsForSync(why string) bool {
+	return why == "candidate name does not match with sync_standby" || strings.HasSuffix(why, "can not find sync_standby")
+}
+
+// syncWindow bounds the wait for a synchronous standby.
+func (s *Server) syncWindow() time.Duration {
+	if s.syncWait > 0 {
+		return s.syncWait
+	}
+	return defaultSyncWait
 }
 
 // stringField reads an optional string member of a request; a message

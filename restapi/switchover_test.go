@@ -292,7 +292,7 @@ func TestSwitchoverPollWindow(t *testing.T) {
 	for _, tc := range []struct {
 		loopWait time.Duration
 		want     string
-	}{{2 * time.Second, "20"}, {12 * time.Second, "24"}, {time.Minute, "25"}} {
+	}{{2 * time.Second, "20"}, {12 * time.Second, "24"}, {time.Minute, "30"}} {
 		_, msg := s.pollFailover(ctx, tc.loopWait, "node0", "", actionSwitchover)
 		if want := "Switchover status unknown after " + tc.want + " seconds; operation may still be in progress"; msg != want {
 			t.Errorf("loop_wait %v: %q, want %q", tc.loopWait, msg, want)
@@ -368,4 +368,36 @@ func TestDeleteSwitchover(t *testing.T) {
 		expect(t, send(newOpsServer(t, ops, nil), http.MethodDelete, "/switchover", ""), http.StatusServiceUnavailable,
 			"failed to write failover key into DCS")
 	})
+}
+
+// In synchronous mode a switchover to a standby that is not synchronous
+// yet waits (bounded) for the sync key to name it, then goes ahead.
+func TestSwitchoverWaitsForSyncStandby(t *testing.T) {
+	c := opsCluster()
+	c.Config = map[string]any{"synchronous_mode": true, "loop_wait": 2, "ttl": 10, "retry_timeout": 4}
+	c.Sync = json.RawMessage(`{"leader":"node0","sync_standby":null}`)
+	ops := newFakeOps(c)
+	s := newOpsServer(t, ops, nil)
+	s.syncWait = 5 * time.Second
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		ops.mu.Lock()
+		ops.c.Sync = json.RawMessage(`{"leader":"node0","sync_standby":"node2"}`)
+		ops.mu.Unlock()
+	}()
+	start := time.Now()
+	rec := send(s, http.MethodPost, "/switchover", `{"leader":"node0","candidate":"node2"}`)
+	if len(ops.failoverWrites) != 1 {
+		t.Fatalf("answer %d %q; failover key writes %v", rec.Code, rec.Body.String(), ops.failoverWrites)
+	}
+	if waited := time.Since(start); waited < 300*time.Millisecond {
+		t.Errorf("wrote the failover key after %s, before the standby was synchronous", waited)
+	}
+	// Never synchronous: refused once the wait is over.
+	c2 := opsCluster()
+	c2.Config = map[string]any{"synchronous_mode": true}
+	c2.Sync = json.RawMessage(`{"leader":"node0","sync_standby":null}`)
+	ops2 := newFakeOps(c2)
+	s2 := newOpsServer(t, ops2, nil)
+	expect(t, send(s2, http.MethodPost, "/switchover", `{"leader":"node0","candidate":"node2"}`), http.StatusPreconditionFailed, "candidate name does not match with sync_standby")
 }
