@@ -116,6 +116,17 @@ func runCtlOperations(t *testing.T, ctl func(c *launcher.Cluster, args ...string
 		})
 	}
 
+	// A reload-only parameter leaves nothing pending, also on the members
+	// that were promoted meanwhile.
+	for i := range c.Nodes {
+		eventually(t, 10*time.Second, fmt.Sprintf("nothing pending restart on node %d", i), func() string {
+			if v := query1(t, c, i, "SELECT coalesce(string_agg(name, ','), '') FROM pg_settings WHERE pending_restart"); v != "" {
+				return "pending: " + v
+			}
+			return ""
+		})
+	}
+
 	// restart --force of one replica: a new postmaster, still a replica.
 	r := otherThan(c, target)
 	before := c.PostmasterPID(r)
@@ -137,4 +148,5 @@ func runCtlOperations(t *testing.T, ctl func(c *launcher.Cluster, args ...string
 	}
 	waitRow(t, c, r, "ctl", 42, 30*time.Second)
 	t.Logf("list at the end:\n%s", run("list", scope))
+
 }

@@ -295,8 +295,12 @@ func (i *Instance) renderConf(standby bool, upstream *ConnInfo) (string, error) 
 				settings = append(settings, confSetting{"primary_slot_name", i.primarySlot})
 			}
 		}
-		settings = append(settings, confSetting{"recovery_target_timeline", "latest"})
 	}
+	// Written for both roles: it can only change at a restart, so
+	// dropping it when a standby is promoted would leave the primary
+	// reporting pending_restart for nothing (it is ignored outside
+	// recovery).
+	settings = append(settings, confSetting{"recovery_target_timeline", "latest"})
 
 	var b strings.Builder
 	b.WriteString(confHeader)

@@ -253,8 +253,8 @@ func TestWriteConfig(t *testing.T) {
 		t.Fatal("postgresql.base.conf was overwritten")
 	}
 	conf = read(confFile)
-	if strings.Contains(conf, "primary_conninfo") || strings.Contains(conf, "recovery_target_timeline") {
-		t.Fatalf("primary's postgresql.conf:\n%s", conf)
+	if strings.Contains(conf, "primary_conninfo") || !strings.Contains(conf, "recovery_target_timeline = 'latest'") {
+		t.Fatalf("primary's postgresql.conf (no primary_conninfo; recovery_target_timeline kept so that a promotion leaves nothing pending):\n%s", conf)
 	}
 	if exists(filepath.Join(data, standbySig)) {
 		t.Fatal("standby.signal left behind")
