@@ -469,3 +469,50 @@ func TestReinitializeReplica(t *testing.T) {
 	})
 	waitRow(t, c, r, "ri", 1, 20*time.Second)
 }
+
+// A scheduled restart runs at its time; one cancelled with DELETE
+// /restart does not.
+func TestScheduledRestart(t *testing.T) {
+	c, p := startCluster(t, nil)
+	r := otherThan(c, p)
+	at := time.Now().Add(3 * time.Second).UTC().Format(time.RFC3339)
+	if code, msg := callAPI(t, c, r, "POST", "/restart", `{"schedule":"`+at+`"}`); code != 202 {
+		t.Fatalf("scheduling: %d %q", code, msg)
+	}
+	if code, msg := callAPI(t, c, r, "POST", "/restart", `{"schedule":"`+at+`"}`); code != 409 {
+		t.Errorf("a second scheduled restart: %d %q, want 409", code, msg)
+	}
+	if code, msg := callAPI(t, c, r, "DELETE", "/restart", ""); code != 200 {
+		t.Fatalf("cancelling: %d %q", code, msg)
+	}
+	before := c.PostmasterPID(r)
+	time.Sleep(5 * time.Second)
+	if pid := c.PostmasterPID(r); pid != before {
+		t.Fatalf("a cancelled restart ran (postmaster %d -> %d)", before, pid)
+	}
+	when := time.Now().Add(3 * time.Second).Truncate(time.Second)
+	if code, msg := callAPI(t, c, r, "POST", "/restart", `{"schedule":"`+when.UTC().Format(time.RFC3339)+`"}`); code != 202 {
+		t.Fatalf("scheduling: %d %q", code, msg)
+	}
+	eventually(t, 5*time.Second, "the scheduled restart shown in GET /patroni", func() string {
+		if _, doc := callAPI(t, c, r, "GET", "/patroni", ""); !strings.Contains(doc, "scheduled_restart") {
+			return doc
+		}
+		return ""
+	})
+	eventually(t, 20*time.Second, "the scheduled restart ran", func() string {
+		if pid := c.PostmasterPID(r); pid == before || pid == 0 {
+			return fmt.Sprintf("postmaster %d", pid)
+		}
+		return ""
+	})
+	if time.Now().Before(when) {
+		t.Errorf("the restart ran before its time %s", when.Format(time.RFC3339))
+	}
+	if _, err := c.WaitHealthy(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := callAPI(t, c, r, "DELETE", "/restart", ""); code != 404 {
+		t.Errorf("DELETE /restart after it ran: %d, want 404", code)
+	}
+}

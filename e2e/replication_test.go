@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -247,6 +248,15 @@ func TestDivergedPrimaryRewindsOrStaysDown(t *testing.T) {
 // after member_slots_ttl.
 func TestSlotsFollowTheMembers(t *testing.T) {
 	c, p := startCluster(t, nil)
+	if code, msg := callAPI(t, c, p, "PATCH", "/config", `{"slots":{"keep_me":{"type":"physical"}}}`); code != 200 {
+		t.Fatalf("PATCH slots: %d %s", code, msg)
+	}
+	eventually(t, 10*time.Second, "the permanent slot on the leader", func() string {
+		if got := query1(t, c, p, "SELECT count(*)::text FROM pg_replication_slots WHERE slot_name = 'keep_me'"); got != "1" {
+			return got
+		}
+		return ""
+	})
 	if err := c.KillNode(p, true); err != nil {
 		t.Fatal(err)
 	}
@@ -257,12 +267,13 @@ func TestSlotsFollowTheMembers(t *testing.T) {
 	if _, err := c.WaitHealthy(90 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{}
+	want := []string{"keep_me"}
 	for i, n := range c.Nodes {
 		if i != np {
 			want = append(want, n.Name)
 		}
 	}
+	sort.Strings(want)
 	wantList := strings.Join(want, ",")
 	eventually(t, 10*time.Second, "slots on the new leader", func() string {
 		got := query1(t, c, np, "SELECT coalesce(string_agg(slot_name, ',' ORDER BY slot_name), '') FROM pg_replication_slots")
