@@ -2,10 +2,7 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,23 +25,7 @@ func needHAProxy(t *testing.T) {
 // stopped when the test ends, even on failure.
 func startClusterWithLateNode(t *testing.T, late int, mod func(*launcher.Options)) (*launcher.Cluster, int) {
 	t.Helper()
-	opts := launcher.Options{Binary: binary, Scope: "e2e", TTL: 5, LoopWait: 1, RetryTimeout: 2}
-	if mod != nil {
-		mod(&opts)
-	}
-	c, err := launcher.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, n := range c.Nodes {
-				b, _ := os.ReadFile(n.LogPath)
-				t.Logf("==== log of %s ====\n%s", n.Name, tail(string(b), 80))
-			}
-		}
-		c.Stop()
-	})
+	c := newCluster(t, mod)
 	start := time.Now()
 	if err := c.StartEtcd(); err != nil {
 		t.Fatal(err)
@@ -66,14 +47,10 @@ func startClusterWithLateNode(t *testing.T, late int, mod func(*launcher.Options
 	if err := c.StartNode(late); err != nil {
 		t.Fatal(err)
 	}
-	p, err := c.WaitHealthy(2 * time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := waitClusterHealthy(t, c, start)
 	if p == late {
 		t.Fatalf("the late node %s became primary", c.Nodes[late].Name)
 	}
-	t.Logf("cluster healthy after %s, primary %s\n%s", time.Since(start).Round(time.Millisecond), c.Nodes[p].Name, c.Table())
 	return c, p
 }
 
@@ -124,127 +101,11 @@ func nodeByPGPort(c *launcher.Cluster, port int) string {
 	return fmt.Sprintf("port %d", port)
 }
 
-// haproxyAck is one acknowledged write of a haproxyWriteClient.
-type haproxyAck struct {
-	id     int
-	at     time.Time // when the acknowledgement arrived
-	pgPort int       // the PostgreSQL that acknowledged it (inet_server_port())
-}
-
-// haproxyWriteClient is an application writing through HAProxy's write
-// port: one INSERT every 10 ms on a kept connection, reconnecting (through
-// HAProxy again) after any error. It records every acknowledged write
-// with its time and the PostgreSQL port that acknowledged it.
-type haproxyWriteClient struct {
-	port  int
-	table string
-	mu    sync.Mutex
-	acks  []haproxyAck
-	fails int
-	quit  chan struct{}
-	done  chan struct{}
-}
-
-// startHAProxyWriteClient starts writing increasing ids into table (which
-// must have an int primary key named id) through HAProxy's port.
-func startHAProxyWriteClient(port int, table string) *haproxyWriteClient {
-	w := &haproxyWriteClient{port: port, table: table, quit: make(chan struct{}), done: make(chan struct{})}
-	go w.run()
-	return w
-}
-
-func (w *haproxyWriteClient) run() {
-	defer close(w.done)
-	var conn *pgx.Conn
-	defer func() {
-		if conn != nil {
-			conn.Close(context.Background())
-		}
-	}()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for id := 1; ; id++ {
-		select {
-		case <-w.quit:
-			return
-		case <-tick.C:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		var err error
-		if conn == nil {
-			conn, err = pgx.Connect(ctx, haproxyDSN(w.port))
-			if err != nil {
-				conn = nil
-			}
-		}
-		var pgPort int
-		if err == nil {
-			err = conn.QueryRow(ctx, "INSERT INTO "+w.table+"(id) VALUES ($1) RETURNING inet_server_port()", id).Scan(&pgPort)
-			if err != nil {
-				conn.Close(context.Background())
-				conn = nil
-			}
-		}
-		cancel()
-		w.mu.Lock()
-		if err == nil {
-			w.acks = append(w.acks, haproxyAck{id: id, at: time.Now(), pgPort: pgPort})
-		} else {
-			w.fails++
-		}
-		w.mu.Unlock()
-	}
-}
-
-// Acks returns a copy of the acknowledged writes so far.
-func (w *haproxyWriteClient) Acks() []haproxyAck {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]haproxyAck(nil), w.acks...)
-}
-
-// WaitAckOn waits until a write acknowledged by the PostgreSQL on pgPort
-// arrives after since; it returns that first one.
-func (w *haproxyWriteClient) WaitAckOn(pgPort int, since time.Time, timeout time.Duration) (haproxyAck, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		for _, a := range w.Acks() {
-			if a.pgPort == pgPort && a.at.After(since) {
-				return a, nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return haproxyAck{}, fmt.Errorf("no write acknowledged by port %d through haproxy within %s", pgPort, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// Stop stops the client and returns every acknowledged write and the
-// number of failed attempts (connections or inserts).
-func (w *haproxyWriteClient) Stop() (acks []haproxyAck, fails int) {
-	select {
-	case <-w.quit:
-	default:
-		close(w.quit)
-	}
-	<-w.done
-	return w.Acks(), w.fails
-}
-
-// LargestGap returns the longest time between two consecutive
-// acknowledged writes, and the two writes around it.
-func (w *haproxyWriteClient) LargestGap() (gap time.Duration, before, after haproxyAck, err error) {
-	acks := w.Acks()
-	if len(acks) < 2 {
-		return 0, before, after, errors.New("fewer than two acknowledged writes")
-	}
-	for i := 1; i < len(acks); i++ {
-		if d := acks[i].at.Sub(acks[i-1].at); d > gap {
-			gap, before, after = d, acks[i-1], acks[i]
-		}
-	}
-	return gap, before, after, nil
+// startHAProxyWriteClient writes through HAProxy's port (see ackWriter).
+func startHAProxyWriteClient(port int, table string) *ackWriter {
+	return startAckWriter(table, func(ctx context.Context, _ int) (*pgx.Conn, error) {
+		return pgx.Connect(ctx, haproxyDSN(port))
+	})
 }
 
 // HAProxy in front of a 3-node cluster, with the config of
@@ -358,7 +219,7 @@ func TestHAProxyRoutesAndFailover(t *testing.T) {
 		// may still be acknowledged by the old primary: its backend notices
 		// the postmaster's death only at its next wait.)
 		oldPort, newPort := c.Nodes[p].PGPort, c.Nodes[np].PGPort
-		var lastOld haproxyAck
+		var lastOld writeAck
 		sawNew := false
 		for _, a := range acks {
 			switch {

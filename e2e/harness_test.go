@@ -47,10 +47,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// startCluster runs a 3-node cluster with a short ttl and waits until it
-// is healthy; it is stopped (every process it started, by PID) when the
-// test ends, even on failure.
-func startCluster(t *testing.T, mod func(*launcher.Options)) (*launcher.Cluster, int) {
+// newCluster prepares a 3-node cluster with a short ttl, started by the
+// caller; it is stopped (every process it started, by PID) when the test
+// ends, even on failure, after printing the daemons' logs of a failed test.
+func newCluster(t *testing.T, mod func(*launcher.Options)) *launcher.Cluster {
 	t.Helper()
 	opts := launcher.Options{Binary: binary, Scope: "e2e", TTL: 5, LoopWait: 1, RetryTimeout: 2}
 	if mod != nil {
@@ -69,16 +69,31 @@ func startCluster(t *testing.T, mod func(*launcher.Options)) (*launcher.Cluster,
 		}
 		c.Stop()
 	})
-	start := time.Now()
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
+	return c
+}
+
+// waitClusterHealthy waits until c has a primary and streaming replicas
+// and logs how long it took since start.
+func waitClusterHealthy(t *testing.T, c *launcher.Cluster, start time.Time) int {
+	t.Helper()
 	p, err := c.WaitHealthy(2 * time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("cluster healthy after %s, primary %s\n%s", time.Since(start).Round(time.Millisecond), c.Nodes[p].Name, c.Table())
-	return c, p
+	return p
+}
+
+// startCluster runs a 3-node cluster (see newCluster) and waits until it is
+// healthy.
+func startCluster(t *testing.T, mod func(*launcher.Options)) (*launcher.Cluster, int) {
+	t.Helper()
+	c := newCluster(t, mod)
+	start := time.Now()
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return c, waitClusterHealthy(t, c, start)
 }
 
 func tail(s string, n int) string {

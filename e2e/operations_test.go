@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -47,73 +46,12 @@ func callAPI(t *testing.T, c *launcher.Cluster, i int, method, path, body string
 	return resp.StatusCode, string(bytes.TrimSpace(b))
 }
 
-// anyWriter inserts a row every 10 ms into the node that accepts writes,
-// trying the others in turn after an error, and records when each insert
-// was acknowledged.
-type anyWriter struct {
-	c    *launcher.Cluster
-	mu   sync.Mutex
-	acks []time.Time
-	ids  []int
-	quit chan struct{}
-	done chan struct{}
-}
-
-func startAnyWriter(c *launcher.Cluster, first int, table string) *anyWriter {
-	w := &anyWriter{c: c, quit: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		target := first
-		var conn *pgx.Conn
-		defer func() {
-			if conn != nil {
-				conn.Close(context.Background())
-			}
-		}()
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for id := 1; ; id++ {
-			select {
-			case <-w.quit:
-				return
-			case <-tick.C:
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-			var err error
-			if conn == nil {
-				conn, err = connect(ctx, c, target)
-			}
-			if err == nil {
-				_, err = conn.Exec(ctx, "INSERT INTO "+table+"(id) VALUES ($1)", id)
-			}
-			cancel()
-			if err != nil {
-				if conn != nil {
-					conn.Close(context.Background())
-					conn = nil
-				}
-				target = (target + 1) % len(c.Nodes)
-				continue
-			}
-			w.mu.Lock()
-			w.acks = append(w.acks, time.Now())
-			w.ids = append(w.ids, id)
-			w.mu.Unlock()
-		}
-	}()
-	return w
-}
-
-// stop ends the writer and returns the acknowledged ids and the longest
-// time between two consecutive acknowledgements.
-func (w *anyWriter) stop() ([]int, time.Duration) {
-	close(w.quit)
-	<-w.done
-	var gap time.Duration
-	for i := 1; i < len(w.acks); i++ {
-		gap = max(gap, w.acks[i].Sub(w.acks[i-1]))
-	}
-	return w.ids, gap
+// startAnyWriter writes to node first, and after each error to the next
+// node in turn, so that it finds whichever node is primary (see ackWriter).
+func startAnyWriter(c *launcher.Cluster, first int, table string) *ackWriter {
+	return startAckWriter(table, func(ctx context.Context, fails int) (*pgx.Conn, error) {
+		return connect(ctx, c, (first+fails)%len(c.Nodes))
+	})
 }
 
 // movedAside lists data directories a node moved aside (re-clones).
@@ -143,7 +81,7 @@ func TestSwitchoverKeepsEveryWriteAndRejoinsWithoutRewind(t *testing.T) {
 		t.Errorf("POST /switchover said %q, want %q", msg, want)
 	}
 	time.Sleep(2 * time.Second)
-	ids, gap := w.stop()
+	ids, gap := w.stopIDs()
 	t.Logf("MEASURED switchover write gap (client writing every 10 ms, straight to PostgreSQL): %s", gap.Round(time.Millisecond))
 	if np := c.Primary(); np != cand {
 		t.Fatalf("primary is node %d after the switchover, want %d\n%s", np, cand, c.Table())

@@ -102,7 +102,7 @@ func TestSyncModeFiveKillsLoseNothing(t *testing.T) {
 		}
 		p = np
 	}
-	ids, gap := w.stop()
+	ids, gap := w.stopIDs()
 	if os.Getenv("SYNC_DEBUG") != "" {
 		for i := range c.Nodes {
 			t.Logf("==== %s ====\n%s", c.Nodes[i].Name, readLog(t, c, i))
