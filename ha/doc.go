@@ -6,4 +6,11 @@
 // instant. Effects live in the Loop, behind the DCS and Postgres
 // interfaces, so every branch of the decision is unit-tested with plain
 // values.
+//
+// Files: decide.go (roles, failover, rejoin), manual.go (switchover,
+// failover requests, scheduled restarts, reinitialize), replication.go
+// (synchronous standbys and slots), then the loop: loop.go (observe and
+// cycle), execute.go (actions), record.go (keys and status written after
+// a cycle), settings.go (configuration), ops.go (operator requests from
+// the REST API), guard.go (the lease guard and fence).
 package ha
