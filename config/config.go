@@ -85,6 +85,7 @@ type Dynamic struct {
 	MemberSlotsTTL        time.Duration // default 30 min
 	Slots                 map[string]PermanentSlot
 	Pause                 bool
+	CheckTimeline         bool // a standby on an older timeline than the history key's may not be promoted
 	// Raw is the whole bootstrap.dcs mapping as plain Go values
 	// (map[string]any, []any, string, int, float64, bool), ints as int.
 	Raw map[string]any

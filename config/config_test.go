@@ -457,7 +457,7 @@ func TestUnsupportedKeysAccepted(t *testing.T) {
   post_init: /bin/true
 `,
 		}, []string{
-			"bootstrap.dcs.failsafe_mode", "bootstrap.dcs.check_timeline", "bootstrap.dcs.primary_start_timeout",
+			"bootstrap.dcs.failsafe_mode", "bootstrap.dcs.primary_start_timeout",
 			"bootstrap.dcs.master_start_timeout", "bootstrap.dcs.primary_stop_timeout", "bootstrap.dcs.max_timelines_history",
 			"bootstrap.dcs.ignore_slots", "bootstrap.dcs.standby_cluster",
 			"bootstrap.dcs.postgresql.recovery_conf",

@@ -160,6 +160,7 @@ func decodeDynamic(raw map[string]any) (Dynamic, []*FieldError) {
 	}
 	boolKey("synchronous_mode_strict", raw["synchronous_mode_strict"], &d.SynchronousModeStrict)
 	boolKey("pause", raw["pause"], &d.Pause)
+	boolKey("check_timeline", raw["check_timeline"], &d.CheckTimeline)
 	if v, ok := raw["synchronous_node_count"]; ok && v != nil {
 		n, err := toInt64(v)
 		if err != nil || n < 1 {

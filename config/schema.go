@@ -159,7 +159,8 @@ func dynamicSchema() map[string]*keySpec {
 		"synchronous_node_count":  leaf(),
 		"member_slots_ttl":        leaf(),
 		"pause":                   leaf(),
-	}, "maximum_lag_on_syncnode", "max_timelines_history", "check_timeline",
+		"check_timeline":          leaf(),
+	}, "maximum_lag_on_syncnode", "max_timelines_history",
 		"master_start_timeout", "primary_start_timeout", "master_stop_timeout", "primary_stop_timeout",
 		"failsafe_mode")
 }

@@ -68,7 +68,7 @@ func nodeByName(c *launcher.Cluster, name string) int {
 func TestSyncModeFiveKillsLoseNothing(t *testing.T) {
 	c, p := startCluster(t, nil)
 	cli := etcdClient(t, c)
-	if code, msg := callAPI(t, c, p, "PATCH", "/config", `{"synchronous_mode":true}`); code != 200 {
+	if code, msg := callAPI(t, c, p, "PATCH", "/config", `{"synchronous_mode":true,"check_timeline":true}`); code != 200 {
 		t.Fatalf("enabling synchronous mode: %d %s", code, msg)
 	}
 	exec1(t, c, p, "CREATE TABLE zl(id int primary key)")

@@ -326,7 +326,7 @@ func healthiest(o Observation) (bool, string) {
 	if ok, why := mayPromote(o, o.Name); !ok {
 		return false, why
 	}
-	if tl := clusterTimeline(o.Cluster); tl > 0 && o.PG.Timeline > 0 && o.PG.Timeline < tl {
+	if tl := clusterTimeline(o.Cluster); o.Settings.CheckTimeline && tl > 0 && o.PG.Timeline > 0 && o.PG.Timeline < tl {
 		return false, fmt.Sprintf("on timeline %d, older than the cluster's timeline %d (history key)", o.PG.Timeline, tl)
 	}
 	my := o.PG.WALPosition

@@ -52,6 +52,7 @@ func (l *Loop) perform(ctx context.Context, a Action, o Observation, reason stri
 		if err := l.pg.Basebackup(ctx, a.Source.ConnInfo); err != nil {
 			return false, fmt.Errorf("cloning from %s: %w", a.Source.Name, err)
 		}
+		l.standbyTLI = 0
 		l.log.Info("cloned data directory", "from", a.Source.Name)
 		l.mem.RewindFailed, l.mem.Rewound, l.mem.StartFailures = "", false, 0
 		if err := l.pg.Start(ctx, l.cfg.StartTimeout); err != nil {
@@ -297,6 +298,7 @@ func (l *Loop) rewind(ctx context.Context, src *Source) error {
 		l.mem.RewindFailed = err.Error()
 		return fmt.Errorf("pg_rewind from %s: %w", src.Name, err)
 	}
+	l.standbyTLI = 0
 	l.log.Warn("rewound the data directory with pg_rewind", "from", src.Name, "took", l.now().Sub(start).Round(time.Millisecond))
 	l.mem.RewindFailed, l.mem.Rewound, l.mem.StartFailures = "", true, 0
 	if err := l.pg.WriteConfig(true, &src.ConnInfo); err != nil {
@@ -324,6 +326,7 @@ func (l *Loop) reinitialize(ctx context.Context, src *Source) error {
 	if err := l.pg.RemoveDataDir(); err != nil {
 		return fmt.Errorf("reinitialize: removing the data directory: %w", err)
 	}
+	l.standbyTLI = 0
 	l.log.Warn("reinitialize: data directory removed; cloning", "from", src.Name)
 	if err := l.pg.Basebackup(ctx, src.ConnInfo); err != nil {
 		return fmt.Errorf("reinitialize: cloning from %s: %w", src.Name, err)

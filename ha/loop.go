@@ -120,6 +120,7 @@ type Loop struct {
 	slotName     string            // primary_slot_name handed to the instance
 	slotSeen     map[string]time.Time
 	lastLeader   string // the last leader key holder seen
+	standbyTLI   int    // newest timeline this standby was seen on
 }
 
 type reloadRequest struct {
@@ -292,6 +293,17 @@ func (l *Loop) observe(ctx context.Context) Observation {
 	cancel()
 	if err != nil {
 		l.log.Debug("observing PostgreSQL", "err", err)
+	}
+	if st.Running && st.InRecovery {
+		// Without a running WAL receiver a standby's timeline is read from
+		// its last restartpoint, which can be older than the WAL it has:
+		// remember the newest one seen.
+		if st.Timeline < l.standbyTLI {
+			st.Timeline = l.standbyTLI
+		}
+		l.standbyTLI = st.Timeline
+	} else if st.Running {
+		l.standbyTLI = 0
 	}
 	o.PG = st
 	if st.Running && st.Accepting && !st.InRecovery {

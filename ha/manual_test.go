@@ -277,6 +277,7 @@ func TestDecideOperations(t *testing.T) {
 			obs: func() Observation {
 				o := standbyWith(nil, wal+200, wal+100)
 				o.Cluster.HistoryEntries = []dcs.HistoryEntry{{Timeline: 1, LSN: 10}}
+				o.Settings.CheckTimeline = true
 				return o
 			},
 			reason: "older than the cluster's timeline 2"},

@@ -90,6 +90,7 @@ type Settings struct {
 	RemoveOnRewindFailure bool
 	RemoveOnDiverged      bool
 	MemberSlotsTTL        time.Duration
+	CheckTimeline         bool
 }
 
 // Memory is what the loop remembers between cycles about its own actions.

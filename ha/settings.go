@@ -122,6 +122,7 @@ func (l *Loop) settingsFrom(c *dcs.Cluster) Settings {
 		RemoveOnRewindFailure: l.cfg.RemoveOnRewindFailure,
 		RemoveOnDiverged:      l.cfg.RemoveOnDiverged,
 		MemberSlotsTTL:        dyn.MemberSlotsTTL,
+		CheckTimeline:         dyn.CheckTimeline,
 	}
 	if l.cfg.UsePgRewind != nil {
 		s.UsePgRewind = *l.cfg.UsePgRewind
