@@ -74,6 +74,7 @@ func main() {
 			c.DaemonPID(p), c.PostmasterPID(p))
 	}
 	fmt.Printf("  tail -f %s/node*.log\n", c.Dir)
+	fmt.Printf("  bin/pgwardenctl -c %s list               # or: switchover, pause, edit-config, history\n", c.Nodes[0].ConfigPath)
 	fmt.Println("The table below is reprinted whenever it changes. Ctrl-C stops everything.")
 
 	tick := time.NewTicker(time.Second)
