@@ -156,7 +156,7 @@ func HAProxyConfig(o HAProxyOptions) string {
 		}
 		b.WriteString("\n")
 	}
-	section("primary", o.WritePort, o.PrimaryCheck, "")
+	section("primary", o.WritePort, o.PrimaryCheck, "    retries 0\n")
 	section("replicas", o.ReadPort, o.ReplicaCheck, "    balance roundrobin\n")
 	return b.String()
 }
