@@ -164,9 +164,11 @@ func (e *Etcd) SetFailover(ctx context.Context, f *Failover, prevRevision int64)
 
 // ReleaseLeader gives up the leader key for a planned switchover: in one
 // transaction it records optime (the LSN the successor must have received,
-// normally the end of the shutdown checkpoint) in the status key and
-// deletes the leader key, if the key still holds this member's name.
-func (e *Etcd) ReleaseLeader(ctx context.Context, optime int64) (bool, error) {
+// normally the shutdown checkpoint) in the status key, writes handover to
+// the failover key when it is not nil (so that the request names the
+// member that handed over), and deletes the leader key, if the key still
+// holds this member's name.
+func (e *Etcd) ReleaseLeader(ctx context.Context, optime int64, handover *Failover) (bool, error) {
 	if e.name == "" {
 		return false, errNoName
 	}
@@ -179,9 +181,15 @@ func (e *Etcd) ReleaseLeader(ctx context.Context, optime int64) (bool, error) {
 		return false, err
 	}
 	k := e.key(keyLeader)
+	ops := []clientv3.Op{clientv3.OpPut(e.key(keyStatus), string(st))}
+	if !handover.Empty() {
+		f, _ := handover.MarshalJSON()
+		ops = append(ops, clientv3.OpPut(e.key(keyFailover), string(f)))
+	}
+	ops = append(ops, clientv3.OpDelete(k))
 	resp, err := cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.Value(k), "=", e.name)).
-		Then(clientv3.OpPut(e.key(keyStatus), string(st)), clientv3.OpDelete(k)).
+		Then(ops...).
 		Commit()
 	if err != nil {
 		return false, fmt.Errorf("releasing the leader key in etcd: %w", err)

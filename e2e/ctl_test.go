@@ -80,6 +80,11 @@ func runCtlOperations(t *testing.T, ctl func(c *launcher.Cluster, args ...string
 	if _, err := c.WaitHealthy(60 * time.Second); err != nil {
 		t.Fatalf("after failover: %v\n%s", err, c.Table())
 	}
+	// A failover to a healthy leader is a handover: the old leader rejoins
+	// as it is, without pg_rewind.
+	if b := readLog(t, c, cand); strings.Contains(b, "rewound the data directory") {
+		t.Errorf("the leader that handed over in a failover needed pg_rewind")
+	}
 
 	// history shows both promotions.
 	eventually(t, 10*time.Second, "history lists two promotions", func() string {

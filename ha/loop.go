@@ -30,7 +30,7 @@ type DCS interface {
 	WriteStatus(ctx context.Context, s dcs.Status) error
 	Watch(ctx context.Context) <-chan struct{}
 	SetFailover(ctx context.Context, f *dcs.Failover, prevRevision int64) (bool, error)
-	ReleaseLeader(ctx context.Context, optime int64) (bool, error)
+	ReleaseLeader(ctx context.Context, optime int64, handover *dcs.Failover) (bool, error)
 	SetHistory(ctx context.Context, entries []dcs.HistoryEntry, prevRevision int64) (bool, error)
 	SetSync(ctx context.Context, s dcs.SyncState, prevRevision int64) (bool, error)
 }

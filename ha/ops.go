@@ -233,7 +233,14 @@ func (l *Loop) demote(ctx context.Context, o Observation, reason string) error {
 	}
 	c, cancel := l.dcsCtx(ctx)
 	defer cancel()
-	ok, err := l.dcs.ReleaseLeader(c, cd.CheckpointLSN)
+	// A failover request sent to a healthy leader is a switchover: name
+	// ourselves in it, so that the candidate waits for our shutdown
+	// checkpoint and nobody else races.
+	var handover *dcs.Failover
+	if f := o.Cluster.FailoverRequest; f != nil && f.Leader == "" {
+		handover = &dcs.Failover{Leader: l.cfg.Name, Candidate: f.Candidate}
+	}
+	ok, err := l.dcs.ReleaseLeader(c, cd.CheckpointLSN, handover)
 	if err != nil {
 		return fmt.Errorf("switchover: releasing the leader key: %w", err)
 	}

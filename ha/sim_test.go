@@ -245,12 +245,16 @@ func (d *simDCS) SetFailover(_ context.Context, f *dcs.Failover, prev int64) (bo
 	return true, nil
 }
 
-func (d *simDCS) ReleaseLeader(_ context.Context, optime int64) (bool, error) {
+func (d *simDCS) ReleaseLeader(_ context.Context, optime int64, handover *dcs.Failover) (bool, error) {
 	if err := d.check(); err != nil {
 		return false, err
 	}
 	if v, ok := d.s.kv["leader"]; ok && v.val == d.name {
 		d.put("status", fmt.Sprint(optime), 0)
+		if !handover.Empty() {
+			b, _ := handover.MarshalJSON()
+			d.put("failover", string(b), 0)
+		}
 		delete(d.s.kv, "leader")
 		return true, nil
 	}
@@ -312,6 +316,7 @@ type simPG struct {
 	slots    map[string]bool
 	ssn      string
 	rewinds  int
+	forks    map[int]int64 // timeline -> the WAL position where the next one branched off
 }
 
 func (p *simPG) DataDirEmpty() (bool, error) { return !p.hasData, nil }
@@ -388,6 +393,10 @@ func (p *simPG) Observe(context.Context) (postgres.State, error) {
 }
 func (p *simPG) Promote(context.Context, time.Duration) error {
 	p.recovery, p.upstream = false, 0
+	if p.forks == nil {
+		p.forks = map[int]int64{}
+	}
+	p.forks[p.tli] = p.wal
 	p.tli++
 	return nil
 }
@@ -451,8 +460,13 @@ func (p *simPG) HistoryFile(context.Context) ([]postgres.TimelineHistoryLine, er
 	return out, nil
 }
 func (p *simPG) MoveAside() (string, error) { p.hasData = false; return "aside", nil }
-func (p *simPG) TimelineSwitchpoint(context.Context, postgres.ConnInfo, int) (int64, bool, error) {
-	return 0, false, errors.New("not simulated")
+func (p *simPG) TimelineSwitchpoint(_ context.Context, up postgres.ConnInfo, tli int) (int64, bool, error) {
+	src := p.w.nodes[fmt.Sprint(up.Port)]
+	if src == nil || !src.running {
+		return 0, false, errors.New("upstream down")
+	}
+	at, ok := src.forks[tli]
+	return at, ok, nil
 }
 func (p *simPG) Reload(context.Context) error { return nil }
 
@@ -701,6 +715,9 @@ func TestSimSwitchoverToCandidate(t *testing.T) {
 	if cand.pg.wal <= old.pg.ckpt {
 		t.Fatalf("candidate promoted at %d without the old primary's shutdown checkpoint %d", cand.pg.wal, old.pg.ckpt)
 	}
+	if old.pg.rewinds != 0 {
+		t.Errorf("the old primary needed pg_rewind after a clean switchover")
+	}
 	s.run(2)
 	if f := s.etcd.kv["failover"].val; f != "{}" {
 		t.Errorf("failover key = %q after the switchover, want {}", f)
@@ -848,5 +865,36 @@ func TestSimLeaderKeepsSlotsForOtherMembers(t *testing.T) {
 	s.run(8)
 	if l.pg.slots[gone.name] {
 		t.Fatalf("slot of %s still kept after member_slots_ttl", gone.name)
+	}
+}
+
+// A failover request (no leader named) sent while the leader is healthy
+// is carried out as a switchover: the leader names itself in the request
+// as it hands over, so the candidate waits for its shutdown checkpoint.
+func TestSimFailoverRequestToHealthyLeaderActsAsSwitchover(t *testing.T) {
+	s := newSim(t, 3)
+	s.runUntilHealthy(5)
+	old := s.node(s.leader())
+	var cand *simNode
+	for _, n := range s.nodes {
+		if n != old {
+			cand = n
+			break
+		}
+	}
+	s.run(2)
+	s.request(dcs.Failover{Candidate: cand.name})
+	for i := 0; s.leader() != cand.name; i++ {
+		if i > 5 {
+			t.Fatalf("leader is %q 5 s after a failover request to %s", s.leader(), cand.name)
+		}
+		s.step(time.Second)
+	}
+	if cand.pg.wal <= old.pg.ckpt {
+		t.Fatalf("candidate promoted at %d without the old primary's shutdown checkpoint %d", cand.pg.wal, old.pg.ckpt)
+	}
+	s.runUntilHealthy(5)
+	if old.pg.rewinds != 0 {
+		t.Errorf("the old primary needed pg_rewind after a handover")
 	}
 }
