@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/pgwarden/pgwarden/dcs"
@@ -146,7 +147,9 @@ func (l *Loop) perform(ctx context.Context, a Action, o Observation, reason stri
 			return false, err
 		}
 		if err := l.pg.Start(ctx, l.cfg.StartTimeout); err != nil {
-			l.mem.StartFailures++
+			if dataProblem(err) {
+				l.mem.StartFailures++
+			}
 			return false, err
 		}
 		l.mem.StartFailures = 0
@@ -311,6 +314,21 @@ func (l *Loop) rewind(ctx context.Context, src *Source) error {
 	l.mem.NotStreamingSince = time.Time{}
 	l.log.Info("role change: started as standby after pg_rewind", "leader", src.Name)
 	return nil
+}
+
+// dataProblem tells a start failure that rewinding or cloning can fix (the
+// data directory cannot follow the leader: a timeline it cannot reach, a
+// checkpoint or WAL it cannot find) from one it cannot (a port in use, a
+// bad setting), which is only retried.
+func dataProblem(err error) bool {
+	msg := err.Error()
+	for _, s := range []string{"timeline", "checkpoint record", "requested WAL segment", "invalid record length",
+		"invalid resource manager", "could not locate required checkpoint", "WAL ends before"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // reinitialize removes the data directory and clones it again.

@@ -1,6 +1,7 @@
 package ha
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -333,5 +334,19 @@ func TestDecideOperations(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestDataProblem(t *testing.T) {
+	for msg, want := range map[string]bool{
+		`could not bind IPv4 address "127.0.0.1": Address already in use`:                 false,
+		`FATAL:  invalid value for parameter "shared_buffers"`:                            false,
+		`FATAL:  requested timeline 3 is not a child of this server's history`:            true,
+		`FATAL:  could not locate a valid checkpoint record`:                              true,
+		`FATAL:  requested WAL segment 000000010000000000000003 has already been removed`: true,
+	} {
+		if got := dataProblem(errors.New(msg)); got != want {
+			t.Errorf("dataProblem(%q) = %v, want %v", msg, got, want)
+		}
 	}
 }

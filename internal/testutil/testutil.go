@@ -4,9 +4,14 @@
 package testutil
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 )
 
@@ -21,13 +26,66 @@ func FreePort(t testing.TB) int {
 }
 
 // FreePortNoT is FreePort for code that has no testing.TB.
+//
+// The port is taken below the kernel's ephemeral range when there is room
+// there: a port handed out by the kernel (port 0) comes from that range,
+// and an outgoing connection made before the test's server binds it could
+// take it as its source port ("Address already in use"). A port is not
+// handed out twice by one process.
 func FreePortNoT() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	lo := ephemeralLow()
+	portMu.Lock()
+	defer portMu.Unlock()
+	if lo > 11000 {
+		for try := 0; try < 200; try++ {
+			p := 10000 + rand.IntN(lo-10000)
+			if usedPorts[p] {
+				continue
+			}
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err != nil {
+				continue
+			}
+			l.Close()
+			usedPorts[p] = true
+			return p, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !usedPorts[p] {
+			usedPorts[p] = true
+			return p, nil
+		}
+	}
+}
+
+var (
+	portMu    sync.Mutex
+	usedPorts = map[int]bool{}
+)
+
+// ephemeralLow is the first port of the kernel's ephemeral range (0 when
+// unknown).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0
+	}
+	lo, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 0
+	}
+	return lo
 }
 
 // WorldTempDir makes a temp directory under os.TempDir() that every OS user
