@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgwarden/pgwarden/internal/testutil"
 	"github.com/pgwarden/pgwarden/launcher"
 )
 
@@ -122,21 +123,10 @@ func query1(t *testing.T, c *launcher.Cluster, i int, sql string) string {
 	return s
 }
 
-// eventually polls cond every 100 ms until it returns "" or timeout, and
-// fails with its last answer.
+// eventually is testutil.Eventually.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		why := cond()
-		if why == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %s", what, timeout, why)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testutil.Eventually(t, timeout, what, cond)
 }
 
 const apiUser, apiPass = "admin", "admin-secret"

@@ -102,20 +102,10 @@ func sqlCount(inst *Instance, query string) int {
 	return n
 }
 
-// waitFor polls cond until it returns "" or the timeout passes.
+// waitFor is testutil.Eventually.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		why := cond()
-		if why == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s: %s", what, why)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testutil.Eventually(t, timeout, what, cond)
 }
 
 // waitState polls Observe until ok accepts the state.

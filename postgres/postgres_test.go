@@ -160,19 +160,7 @@ func TestReplication(t *testing.T) {
 	if err != nil || restarted {
 		t.Fatalf("Follow = %v, %v; want no restart", restarted, err)
 	}
-	st = waitState(t, s3, "streaming from s2 on timeline 2", func(st State) string {
-		switch {
-		case !st.InRecovery:
-			return "not in recovery"
-		case !st.Streaming:
-			return "not streaming"
-		case st.UpstreamPort != s2.s.Port:
-			return "wrong upstream"
-		case st.Timeline != 2:
-			return "wrong timeline"
-		}
-		return ""
-	})
+	st = waitStreaming(t, s3, s2, 2)
 	if !st.StartTime.Equal(startBefore) {
 		t.Fatalf("s3 restarted: start time %v -> %v", startBefore, st.StartTime)
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -102,4 +103,21 @@ func WorldTempDir(t testing.TB, pattern string) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(d) })
 	return filepath.Clean(d)
+}
+
+// Eventually polls cond every 100 ms until it returns "" (done) or timeout
+// passes, then fails the test with what and cond's last answer.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		why := cond()
+		if why == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %s", what, timeout, why)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
