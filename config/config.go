@@ -20,6 +20,8 @@ type Config struct {
 	PostgreSQL PostgreSQL
 	Tags       Tags
 	Log        Log
+	// Citus is the citus section; nil when absent (not a Citus cluster).
+	Citus *Citus
 
 	// Unsupported lists Patroni keys that were present in the file and are
 	// accepted but not implemented yet (dotted paths, e.g. "watchdog"), in
@@ -28,6 +30,24 @@ type Config struct {
 	// Path is the file the config was loaded from ("" when parsed from bytes).
 	Path string
 }
+
+// Citus places this node in a Citus cluster (Patroni's citus section).
+type Citus struct {
+	Group    int    // 0: the coordinator group; 1..N: worker groups
+	Database string // the database holding the citus extension
+	// RegisterSecondaries registers every streaming standby as a
+	// noderole 'secondary' row of pg_dist_node (default true).
+	RegisterSecondaries bool
+	// StandinSQL, for tests only: do not load or create the real Citus
+	// extension; instead run this SQL file in Database at bootstrap. It
+	// must create a stand-in of the coordinator catalogue (pg_dist_node and
+	// the citus_* functions pgwarden calls). pgwarden's CI uses one because
+	// Debian has no Citus package.
+	StandinSQL string
+}
+
+// IsCoordinator reports whether the node is in the coordinator group.
+func (c *Citus) IsCoordinator() bool { return c != nil && c.Group == 0 }
 
 type RestAPI struct {
 	Listen         string // "127.0.0.1:8008"

@@ -302,9 +302,12 @@ func TestFreeSectionsAreNotChecked(t *testing.T) {
 	}
 	// In file order: the base sections first, then the added ones sorted.
 	want := []string{"postgresql.callbacks", "postgresql.create_replica_methods", "postgresql.pgbackrest",
-		"bootstrap.method", "bootstrap.restore", "citus", "ctl"}
+		"bootstrap.method", "bootstrap.restore", "ctl"}
 	if !equalStrings(c.Unsupported, want) {
 		t.Errorf("Unsupported = %q, want %q", c.Unsupported, want)
+	}
+	if c.Citus == nil || c.Citus.Group != 0 || c.Citus.Database != "citus" || !c.Citus.RegisterSecondaries || !c.Citus.IsCoordinator() {
+		t.Errorf("Citus = %+v", c.Citus)
 	}
 	if got := c.Tags.Raw["my_tag"]; got != 1.5 {
 		t.Errorf("Tags.Raw[my_tag] = %#v, want 1.5", got)

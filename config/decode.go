@@ -28,6 +28,8 @@ type loader struct {
 	etcdHosts   []hostRef // etcd3.hosts
 	etcdURL     string    // etcd3.url
 	protocolSet bool      // etcd3.protocol given in the file or the environment
+
+	citusGroupSet bool // citus.group given in the file or the environment
 }
 
 // hostRef is one etcd endpoint with the path it came from.
@@ -349,6 +351,32 @@ func (l *loader) decode() {
 	l.decodePostgreSQL()
 	l.decodeTags()
 	l.decodeLog()
+	l.decodeCitus()
+}
+
+// decodeCitus reads the citus section: group and database are required,
+// as in Patroni.
+func (l *loader) decodeCitus() {
+	n := l.value("citus")
+	if n == nil {
+		return
+	}
+	c := l.citus()
+	if l.value("citus.group") != nil {
+		v := l.plain("citus.group")
+		g, err := toInt64(v)
+		if err != nil || g < 0 || g > 1<<30 {
+			l.errorf("citus.group", "expected a group number (0 for the coordinator, 1, 2, ... for workers), got %s", describeValue(v))
+		} else {
+			c.Group = int(g)
+			l.citusGroupSet = true
+		}
+	}
+	c.Database = strings.TrimSpace(l.str("citus.database"))
+	if b := l.optBool("citus.register_secondaries"); b != nil {
+		c.RegisterSecondaries = *b
+	}
+	c.StandinSQL = strings.TrimSpace(l.str("citus.standin_sql"))
 }
 
 func (l *loader) decodeEtcd3() {

@@ -40,6 +40,17 @@ var envOverrides = []envOverride{
 	{"ETCD3_CERT", "etcd3.cert", func(l *loader, v string) { l.cfg.Etcd3.Cert = v }},
 	{"ETCD3_KEY", "etcd3.key", func(l *loader, v string) { l.cfg.Etcd3.Key = v }},
 
+	{"CITUS_GROUP", "citus.group", func(l *loader, v string) {
+		g, err := toInt64(strings.TrimSpace(v))
+		if err != nil || g < 0 || g > 1<<30 {
+			l.errorf("citus.group", "expected a group number, got %q", v)
+			return
+		}
+		l.citus().Group = int(g)
+		l.citusGroupSet = true
+	}},
+	{"CITUS_DATABASE", "citus.database", func(l *loader, v string) { l.citus().Database = strings.TrimSpace(v) }},
+
 	{"POSTGRESQL_LISTEN", "postgresql.listen", func(l *loader, v string) { l.cfg.PostgreSQL.Listen = strings.TrimSpace(v) }},
 	{"POSTGRESQL_CONNECT_ADDRESS", "postgresql.connect_address", func(l *loader, v string) { l.cfg.PostgreSQL.ConnectAddress = strings.TrimSpace(v) }},
 	{"POSTGRESQL_DATA_DIR", "postgresql.data_dir", func(l *loader, v string) { l.cfg.PostgreSQL.DataDir = v }},
@@ -79,6 +90,13 @@ func (l *loader) applyEnv(lookup func(string) (string, bool)) {
 		o.set(l, v)
 		l.env[o.path] = name
 	}
+}
+
+func (l *loader) citus() *Citus {
+	if l.cfg.Citus == nil {
+		l.cfg.Citus = &Citus{RegisterSecondaries: true}
+	}
+	return l.cfg.Citus
 }
 
 func (l *loader) restAuth() *BasicAuth {

@@ -150,8 +150,8 @@ func TestEnvBadValues(t *testing.T) {
 
 func TestEnvVarsList(t *testing.T) {
 	names := EnvVars()
-	if len(names) != 26 {
-		t.Errorf("EnvVars() has %d names, want 26: %q", len(names), names)
+	if len(names) != 28 {
+		t.Errorf("EnvVars() has %d names, want 28: %q", len(names), names)
 	}
 	for _, want := range []string{"PGWARDEN_SCOPE", "PGWARDEN_ETCD3_HOSTS", "PGWARDEN_SUPERUSER_PASSWORD", "PGWARDEN_LOG_LEVEL"} {
 		found := false

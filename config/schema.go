@@ -109,7 +109,12 @@ func buildSchema() *keySpec {
 		"thread_stack_size": later(),
 		"ctl":               free().notYet(),
 		"watchdog":          free().notYet(),
-		"citus":             free().notYet(),
+		"citus": section(map[string]*keySpec{
+			"group":                leaf(),
+			"database":             leaf(),
+			"register_secondaries": leaf(),
+			"standin_sql":          leaf(),
+		}),
 		"etcd":              free().notYet(),
 		"consul":            free().notYet(),
 		"zookeeper":         free().notYet(),

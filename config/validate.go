@@ -56,6 +56,14 @@ func (l *loader) finish() {
 	l.finishEtcd3()
 	l.finishPostgreSQL()
 	l.finishLog()
+	if c.Citus != nil {
+		if !l.citusGroupSet {
+			l.errorf("citus.group", "required in a Citus cluster: 0 for the coordinator, 1, 2, ... for workers")
+		}
+		if c.Citus.Database == "" {
+			l.errorf("citus.database", "required in a Citus cluster: the database that holds the citus extension, the same on every node")
+		}
+	}
 
 	for _, e := range c.Bootstrap.DCS.check() {
 		l.errs = append(l.errs, l.fieldError(joinPath("bootstrap.dcs", e.Path), e.Msg))

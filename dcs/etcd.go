@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -20,15 +21,20 @@ import (
 
 // Options configure a connection to etcd for one member of one cluster.
 type Options struct {
-	Endpoints   []string // "http://127.0.0.1:2379"
-	Username    string
-	Password    string
-	CACert      string
-	Cert        string
-	Key         string
-	Namespace   string // default "/service/"
-	Scope       string
-	Name        string        // this member's name
+	Endpoints []string // "http://127.0.0.1:2379"
+	Username  string
+	Password  string
+	CACert    string
+	Cert      string
+	Key       string
+	Namespace string // default "/service/"
+	Scope     string
+	Name      string // this member's name
+	// Citus, when set, puts this member's keys under
+	// "<namespace><scope>/<Group>/" as Patroni does for a Citus cluster:
+	// every group elects its own leader under one scope.
+	Citus       bool
+	Group       int
 	TTL         time.Duration // lease ttl
 	DialTimeout time.Duration
 	Logger      *slog.Logger
@@ -46,10 +52,11 @@ const (
 // It is safe for concurrent use. It holds at most one lease, which the
 // caller keeps alive with RefreshLease; there is no background keep-alive.
 type Etcd struct {
-	prefix string
-	name   string
-	log    *slog.Logger
-	cfg    clientv3.Config
+	prefix      string // this member's group: "<namespace><scope>/" or ".../<group>/"
+	scopePrefix string // "<namespace><scope>/"
+	name        string
+	log         *slog.Logger
+	cfg         clientv3.Config
 
 	// cmu guards cli. The client is made in New, except with user and
 	// password when etcd could not be reached then: the first call that
@@ -127,13 +134,22 @@ func New(opts Options) (*Etcd, error) {
 	}
 	cfg.TLS = tlsCfg
 
+	if opts.Citus && opts.Group < 0 {
+		return nil, fmt.Errorf("the citus group %d is negative", opts.Group)
+	}
+	scopePrefix := prefixFor(opts.Namespace, opts.Scope)
+	prefix := scopePrefix
+	if opts.Citus {
+		prefix += strconv.Itoa(opts.Group) + "/"
+	}
 	e := &Etcd{
-		prefix: prefixFor(opts.Namespace, opts.Scope),
-		name:   opts.Name,
-		log:    log,
-		cfg:    cfg,
-		ttl:    ttlSeconds(ttl),
-		warned: make(map[string]int64),
+		prefix:      prefix,
+		scopePrefix: scopePrefix,
+		name:        opts.Name,
+		log:         log,
+		cfg:         cfg,
+		ttl:         ttlSeconds(ttl),
+		warned:      make(map[string]int64),
 	}
 	cli, err := clientv3.New(cfg)
 	switch {
@@ -251,8 +267,13 @@ func (e *Etcd) Close() error {
 	return nil
 }
 
-// Prefix is "<namespace><scope>/", under which all the cluster's keys are.
+// Prefix is "<namespace><scope>/" (with Citus, "<namespace><scope>/<group>/"),
+// under which all the keys of this member's cluster are.
 func (e *Etcd) Prefix() string { return e.prefix }
+
+// ScopePrefix is "<namespace><scope>/": with Citus, every group's keys are
+// under it.
+func (e *Etcd) ScopePrefix() string { return e.scopePrefix }
 
 // key is the full etcd key of a cluster key ("leader", "members/x").
 func (e *Etcd) key(rel string) string { return e.prefix + rel }

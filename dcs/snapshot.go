@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -24,14 +25,59 @@ func (e *Etcd) Snapshot(ctx context.Context) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading %s from etcd: %w", e.prefix, err)
 	}
-	c := &Cluster{Revision: resp.Header.Revision}
 	garbled := make(map[string]int64)
+	c := e.parseCluster(e.prefix, resp.Kvs, resp.Header.Revision, garbled)
+	e.forgetWarnings(e.prefix, garbled)
+	return c, nil
+}
+
+// SnapshotGroups reads every Citus group under the scope with one range
+// read: group number -> that group's cluster (as Snapshot reads it). Keys
+// not under a numeric group folder are ignored. The revision is the read's.
+func (e *Etcd) SnapshotGroups(ctx context.Context) (map[int]*Cluster, int64, error) {
+	cli, err := e.client()
+	if err != nil {
+		return nil, 0, err
+	}
+	resp, err := cli.Get(ctx, e.scopePrefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, 0, fmt.Errorf("reading %s from etcd: %w", e.scopePrefix, err)
+	}
+	byGroup := map[int][]*mvccpb.KeyValue{}
+	for _, kv := range resp.Kvs {
+		rel, ok := strings.CutPrefix(string(kv.Key), e.scopePrefix)
+		if !ok {
+			continue
+		}
+		g, _, ok := strings.Cut(rel, "/")
+		if !ok {
+			continue
+		}
+		n, err := strconv.Atoi(g)
+		if err != nil || n < 0 || strconv.Itoa(n) != g {
+			continue
+		}
+		byGroup[n] = append(byGroup[n], kv)
+	}
+	garbled := make(map[string]int64)
+	out := make(map[int]*Cluster, len(byGroup))
+	for g, kvs := range byGroup {
+		out[g] = e.parseCluster(e.scopePrefix+strconv.Itoa(g)+"/", kvs, resp.Header.Revision, garbled)
+	}
+	e.forgetWarnings(e.scopePrefix, garbled)
+	return out, resp.Header.Revision, nil
+}
+
+// parseCluster builds a cluster from the keys under prefix. Values that do
+// not parse are logged and recorded in garbled.
+func (e *Etcd) parseCluster(prefix string, kvs []*mvccpb.KeyValue, rev int64, garbled map[string]int64) *Cluster {
+	c := &Cluster{Revision: rev}
 	bad := func(kv *mvccpb.KeyValue, err error) {
 		garbled[string(kv.Key)] = kv.ModRevision
 		e.warnGarbled(kv, err)
 	}
-	for _, kv := range resp.Kvs {
-		rel, ok := strings.CutPrefix(string(kv.Key), e.prefix)
+	for _, kv := range kvs {
+		rel, ok := strings.CutPrefix(string(kv.Key), prefix)
 		if !ok {
 			continue
 		}
@@ -110,17 +156,22 @@ func (e *Etcd) Snapshot(ctx context.Context) (*Cluster, error) {
 	}
 	sort.Slice(c.Members, func(i, j int) bool { return c.Members[i].Name < c.Members[j].Name })
 
+	return c
+}
+
+// forgetWarnings forgets warnings about keys that are no longer garbled.
+// Only keys under prefix (what was read) are considered.
+func (e *Etcd) forgetWarnings(prefix string, garbled map[string]int64) {
 	// Forget warnings about keys that are no longer garbled, so that the
 	// map stays as small as the cluster and a key that breaks again, at a
 	// new revision, is logged again.
 	e.mu.Lock()
 	for k, rev := range e.warned {
-		if garbled[k] != rev {
+		if strings.HasPrefix(k, prefix) && garbled[k] != rev {
 			delete(e.warned, k)
 		}
 	}
 	e.mu.Unlock()
-	return c, nil
 }
 
 // rawValue returns a copy of a JSON value kept raw (failover, sync,

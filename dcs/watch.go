@@ -27,11 +27,20 @@ const (
 // Spurious signals are possible; a reader simply reads again.
 func (e *Etcd) Watch(ctx context.Context) <-chan struct{} {
 	ch := make(chan struct{}, 1)
-	go e.watchLoop(ctx, ch)
+	go e.watchLoop(ctx, ch, e.prefix, e.wakesLoop)
 	return ch
 }
 
-func (e *Etcd) watchLoop(ctx context.Context, ch chan<- struct{}) {
+// WatchScope is Watch over every key under the scope (all Citus groups),
+// signalling on every change, member keys included: the Citus coordinator
+// follows every group's leader and streaming standbys through it.
+func (e *Etcd) WatchScope(ctx context.Context) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	go e.watchLoop(ctx, ch, e.scopePrefix, func(string) bool { return true })
+	return ch
+}
+
+func (e *Etcd) watchLoop(ctx context.Context, ch chan<- struct{}, prefix string, wakes func(string) bool) {
 	defer close(ch)
 	signal := func() {
 		select {
@@ -42,7 +51,7 @@ func (e *Etcd) watchLoop(ctx context.Context, ch chan<- struct{}) {
 	var next int64 // next revision to watch from; 0: from now
 	backoff := watchBackoffMin
 	for ctx.Err() == nil {
-		healthy := e.watchOnce(ctx, &next, signal)
+		healthy := e.watchOnce(ctx, &next, signal, prefix, wakes)
 		if ctx.Err() != nil {
 			return
 		}
@@ -62,7 +71,7 @@ func (e *Etcd) watchLoop(ctx context.Context, ch chan<- struct{}) {
 
 // watchOnce runs one watch until it ends; it reports whether the watch was
 // set up at all (so the backoff starts over).
-func (e *Etcd) watchOnce(ctx context.Context, next *int64, signal func()) bool {
+func (e *Etcd) watchOnce(ctx context.Context, next *int64, signal func(), prefix string, wakes func(string) bool) bool {
 	cli, err := e.client()
 	if err != nil {
 		e.log.Debug("cannot watch etcd yet", "error", err)
@@ -75,7 +84,7 @@ func (e *Etcd) watchOnce(ctx context.Context, next *int64, signal func()) bool {
 		opts = append(opts, clientv3.WithRev(*next))
 	}
 	healthy := false
-	for resp := range cli.Watch(wctx, e.prefix, opts...) {
+	for resp := range cli.Watch(wctx, prefix, opts...) {
 		if resp.CompactRevision != 0 {
 			// Events between next and the compaction are gone: start
 			// over from now, and let the reader look.
@@ -105,7 +114,7 @@ func (e *Etcd) watchOnce(ctx context.Context, next *int64, signal func()) bool {
 			if ev.Kv != nil && ev.Kv.ModRevision >= *next {
 				*next = ev.Kv.ModRevision + 1
 			}
-			if ev.Kv != nil && e.wakesLoop(string(ev.Kv.Key)) {
+			if ev.Kv != nil && wakes(string(ev.Kv.Key)) {
 				wake = true
 			}
 		}

@@ -122,9 +122,11 @@ func (l *Loop) perform(ctx context.Context, a Action, o Observation, reason stri
 		}
 		l.renewedAt = start
 		l.guard.Arm(start.Add(l.settings.TTL-safetyMargin(l.settings.TTL)), l.now())
+		l.citusNotify(ctx, citusBeforePromote)
 		if err := l.pg.Promote(ctx, 60*time.Second); err != nil {
 			return false, fmt.Errorf("promoting: %w", err)
 		}
+		l.citusNotify(ctx, citusAfterPromote)
 		l.log.Warn("role change: promoted to primary", "reason", reason, "timeline_before", o.PG.Timeline, "wal", dcs.FormatLSN(o.PG.WALPosition))
 		l.mem.Upstream = ""
 		l.mem.NotStreamingSince = time.Time{}
@@ -246,6 +248,40 @@ func (l *Loop) perform(ctx context.Context, a Action, o Observation, reason stri
 		return true, nil
 	}
 	return false, fmt.Errorf("unknown action %v", a)
+}
+
+// The Citus events (citus.BeforeDemote, ...), named here so that ha does
+// not import citus.
+const (
+	citusBeforeDemote  = "before_demote"
+	citusBeforePromote = "before_promote"
+	citusAfterPromote  = "after_promote"
+)
+
+// citusNotify tells the coordinator's leader that this worker group's
+// primary changes, so that it holds the group's distributed statements
+// (before_*) and lets them go to the new primary (after_promote). It never
+// blocks a promotion for long: without an answer in time the coordinator
+// catches up from the DCS.
+func (l *Loop) citusNotify(ctx context.Context, event string) {
+	if l.cfg.Citus == nil || l.cfg.CitusGroup == 0 {
+		return
+	}
+	wait := 2 * time.Second
+	if event == citusBeforeDemote {
+		// The coordinator may wait for running statements before it holds
+		// the group: allow it a part of the lease, which is still ours.
+		wait = max(wait, l.settings.TTL/3)
+	}
+	c, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	start := l.now()
+	err := l.cfg.Citus.Notify(c, event, l.settings.TTL, l.settings.RetryTimeout)
+	if err != nil {
+		l.log.Warn("citus: the coordinator was not told", "event", event, "err", err)
+		return
+	}
+	l.log.Info("citus: coordinator told", "event", event, "took", l.now().Sub(start).Round(time.Millisecond))
 }
 
 // beforePromote prepares a standby that is about to become primary: the
@@ -410,6 +446,12 @@ func (l *Loop) initNewCluster(ctx context.Context) error {
 	}
 	if err := l.pg.CreateRoles(ctx); err != nil {
 		return err
+	}
+	if l.cfg.Citus != nil {
+		if err := l.cfg.Citus.Bootstrap(ctx); err != nil {
+			return err
+		}
+		l.log.Info("citus: set up in the new cluster", "group", l.cfg.CitusGroup)
 	}
 	st, err := l.pg.Observe(ctx)
 	if err != nil {

@@ -89,6 +89,27 @@ type Config struct {
 	// postgresql.remove_data_directory_on_rewind_failure and
 	// ..._on_diverged_timelines.
 	RemoveOnRewindFailure, RemoveOnDiverged bool
+	// Citus, when set, makes this member part of a Citus cluster, in
+	// CitusGroup (0: the coordinator).
+	Citus      Citus
+	CitusGroup int
+}
+
+// Citus is what the loop needs of the Citus integration.
+type Citus interface {
+	// AdjustParameters adds what a Citus node needs to the parameters.
+	AdjustParameters(params map[string]string)
+	// Bootstrap sets Citus up in the primary initdb just made.
+	Bootstrap(ctx context.Context) error
+	// Notify tells the coordinator group's leader about a worker primary
+	// change (citus.BeforeDemote, BeforePromote, AfterPromote); timeout
+	// is how long it may hold the group's statements, cooldown
+	// citus_update_node's lock_cooldown. A no-op on the coordinator.
+	Notify(ctx context.Context, event string, timeout, cooldown time.Duration) error
+	// Leading is told after every cycle whether this member leads its
+	// group with a writable primary (the coordinator's leader keeps
+	// pg_dist_node then).
+	Leading(ctx context.Context, leading bool)
 }
 
 // Loop runs the HA cycle for one member.
@@ -121,6 +142,7 @@ type Loop struct {
 	slotSeen     map[string]time.Time
 	lastLeader   string // the last leader key holder seen
 	standbyTLI   int    // newest timeline this standby was seen on
+	citusWarned  bool   // the asynchronous worker group warning was logged
 }
 
 type reloadRequest struct {

@@ -223,6 +223,9 @@ func (l *Loop) demote(ctx context.Context, o Observation, reason string) error {
 		l.log.Warn("switchover: CHECKPOINT before the shutdown failed; stopping anyway", "err", err)
 	}
 	cancel()
+	// A Citus worker: the coordinator holds the group's distributed
+	// statements from now until the new primary is promoted.
+	l.citusNotify(ctx, citusBeforeDemote)
 	start := l.now()
 	if err := l.pg.Stop(ctx, "fast", 60*time.Second); err != nil {
 		return fmt.Errorf("switchover: stopping PostgreSQL: %w", err)

@@ -134,6 +134,9 @@ func (l *Loop) afterCycle(ctx context.Context, o Observation, p Plan) {
 		l.log.Warn("reinitialize dropped: this member became the leader")
 	}
 	l.publishState(o, state, l.believesLeader(o))
+	if l.cfg.Citus != nil {
+		l.cfg.Citus.Leading(ctx, leader && o.PG.Running && o.PG.Accepting && !o.PG.InRecovery)
+	}
 }
 
 // recordHistory adds the timelines this leader's promotion created to the

@@ -85,6 +85,9 @@ func (l *Loop) wantParameters() map[string]string {
 	for k, v := range l.cfg.LocalParameters {
 		want[k] = v
 	}
+	if l.cfg.Citus != nil {
+		l.cfg.Citus.AdjustParameters(want)
+	}
 	return want
 }
 
@@ -147,6 +150,28 @@ func (l *Loop) applySettings(c *dcs.Cluster) {
 	}
 	l.settings = s
 	l.applySlotName()
+	l.warnAsyncWorker()
+}
+
+// warnAsyncWorker warns once (again after each change back) when a Citus
+// worker group runs without synchronous mode: Citus's two-phase commit
+// recovery takes a prepared transaction that is missing on a worker as
+// committed, so a PREPARE lost in an asynchronous failover silently breaks
+// the atomicity of a multi-shard transaction.
+func (l *Loop) warnAsyncWorker() {
+	if l.cfg.Citus == nil || l.cfg.CitusGroup == 0 {
+		return
+	}
+	if l.settings.SynchronousMode {
+		l.citusWarned = false
+		return
+	}
+	if !l.citusWarned {
+		l.citusWarned = true
+		l.log.Warn("this Citus worker group runs without synchronous_mode: a failover can lose a prepared transaction, "+
+			"and Citus then takes it as committed on the other nodes, breaking multi-shard atomicity; set synchronous_mode: true",
+			"group", l.cfg.CitusGroup)
+	}
 }
 
 // applySlotName hands the instance the primary_slot_name a standby uses

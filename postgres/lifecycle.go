@@ -204,7 +204,9 @@ func (i *Instance) Start(ctx context.Context, timeout time.Duration) error {
 	secs := timeoutSecs(timeout)
 	args := []string{"start", "-D", i.s.DataDir, "-w", "-t", strconv.Itoa(secs), "-l", i.s.LogFile}
 	i.log.Info("starting postgres", "data_dir", i.s.DataDir, "port", i.s.Port)
-	_, _, err = i.run(ctx, "pg_ctl", args)
+	// The server's own libpq connections (Citus between nodes, dblink,
+	// postgres_fdw) find the superuser's password in the pgpass file.
+	_, _, err = i.run(ctx, "pg_ctl", args, "PGPASSFILE="+i.s.PgPass)
 	if err == nil {
 		return nil
 	}

@@ -43,6 +43,23 @@ func (i *Instance) connConfig(host string, port int) (*pgx.ConnConfig, error) {
 	return cfg, nil
 }
 
+// ConnectDB opens a new superuser connection to the local instance, to
+// database db, with the given server settings (e.g. statement_timeout=0)
+// sent at connection start. The caller closes it.
+func (i *Instance) ConnectDB(ctx context.Context, db string, settings map[string]string) (*pgx.Conn, error) {
+	cfg, err := i.connConfig(i.s.ConnectHost, i.s.Port)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Database = db
+	for k, v := range settings {
+		cfg.RuntimeParams[k] = v
+	}
+	cctx, cancel := context.WithTimeout(ctx, connectTimeout+time.Second)
+	defer cancel()
+	return pgx.ConnectConfig(cctx, cfg)
+}
+
 func (i *Instance) connect(ctx context.Context, host string, port int) (*pgx.Conn, error) {
 	cfg, err := i.connConfig(host, port)
 	if err != nil {

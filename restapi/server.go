@@ -42,6 +42,9 @@ type Options struct {
 	// /switchover, /restart) and GET /config and /history. Nil: those
 	// routes answer 503.
 	Ops Operations
+	// Citus, on a Citus coordinator, takes the workers' POST /citus
+	// events. Nil: POST /citus answers 503.
+	Citus CitusEvents
 }
 
 // Timeouts of the HTTP server. Health checks are tiny requests; the limits
@@ -60,6 +63,7 @@ type Server struct {
 	log   *slog.Logger
 	now   func() time.Time
 	ops   Operations
+	citus CitusEvents
 
 	// pollInterval and pollWindow override how often and for how long a
 	// switchover's outcome is polled (0: defaultPollInterval, and
@@ -88,6 +92,7 @@ func New(opts Options) *Server {
 		log:     opts.Logger,
 		now:     opts.Now,
 		ops:     opts.Ops,
+		citus:   opts.Citus,
 		allowed: make(map[string][]string),
 	}
 	if s.board == nil {
@@ -116,6 +121,7 @@ func New(opts Options) *Server {
 	s.router.MethodNotAllowedHandler = http.HandlerFunc(s.methodNotAllowed)
 	s.routes()
 	s.opsRoutes()
+	s.citusRoutes()
 	s.handler = http.HandlerFunc(s.serveHTTP)
 
 	s.srv = &http.Server{

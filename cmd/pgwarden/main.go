@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pgwarden/pgwarden/citus"
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/dcs"
 	"github.com/pgwarden/pgwarden/fence"
@@ -107,6 +108,7 @@ func serve(cfg *config.Config, path string, log *slog.Logger, level *slog.LevelV
 		Username:  cfg.Etcd3.Username, Password: cfg.Etcd3.Password,
 		CACert: cfg.Etcd3.CACert, Cert: cfg.Etcd3.Cert, Key: cfg.Etcd3.Key,
 		Namespace: cfg.Namespace, Scope: cfg.Scope, Name: cfg.Name,
+		Citus: cfg.Citus != nil, Group: citusGroup(cfg),
 		TTL:    cfg.Bootstrap.DCS.TTL,
 		Logger: log,
 	})
@@ -131,8 +133,13 @@ func serve(cfg *config.Config, path string, log *slog.Logger, level *slog.LevelV
 	}
 	defer fc.Close()
 
+	var cn *citusNode
+	if cfg.Citus != nil {
+		cn = newCitusNode(cfg, d, pg, log)
+	}
+
 	board := &status.Board{}
-	loop := ha.New(ha.Config{
+	hc := ha.Config{
 		Name:      cfg.Name,
 		Scope:     cfg.Scope,
 		Version:   version.Version,
@@ -147,11 +154,19 @@ func serve(cfg *config.Config, path string, log *slog.Logger, level *slog.LevelV
 		UseSlots:              cfg.PostgreSQL.UseSlots,
 		RemoveOnRewindFailure: cfg.PostgreSQL.RemoveDataDirectoryOnRewindFailure,
 		RemoveOnDiverged:      cfg.PostgreSQL.RemoveDataDirectoryOnDivergedTimelines,
-	}, d, pg, board, log)
+	}
+	var events restapi.CitusEvents
+	if cn != nil {
+		hc.Citus, hc.CitusGroup = cn, cfg.Citus.Group
+		if cn.coord != nil {
+			events = cn.coord
+		}
+	}
+	loop := ha.New(hc, d, pg, board, log)
 
 	reloadFn := func() error { return reload(path, cfg, log, level, loop) }
 	api := restapi.New(restapi.Options{Board: board, Auth: cfg.RestAPI.Authentication, Logger: log,
-		Ops: operations{Loop: loop, reload: reloadFn}})
+		Ops: operations{Loop: loop, reload: reloadFn}, Citus: events})
 	ln, err := net.Listen("tcp", cfg.RestAPI.Listen)
 	if err != nil {
 		return fmt.Errorf("restapi.listen %s: %w", cfg.RestAPI.Listen, err)
@@ -176,6 +191,9 @@ func serve(cfg *config.Config, path string, log *slog.Logger, level *slog.LevelV
 			return
 		}
 	}()
+	if cn != nil && cn.coord != nil {
+		go cn.coord.Run(ctx)
+	}
 	log.Info("pgwarden starting", "version", version.Version, "scope", cfg.Scope,
 		"restapi", cfg.RestAPI.Listen, "etcd", cfg.Etcd3.Endpoints())
 	err = loop.Run(ctx)
@@ -195,13 +213,30 @@ func pgSettings(cfg *config.Config, log *slog.Logger) postgres.Settings {
 		ConnectHost:   cfg.PostgresConnectHost(),
 		Superuser:     postgres.Credentials(cfg.PostgreSQL.Superuser),
 		Replication:   postgres.Credentials(cfg.PostgreSQL.Replication),
-		Parameters:    cfg.MergedParameters(cfg.Bootstrap.DCS),
+		Parameters:    pgParameters(cfg),
 		PgHBA:         pgHBA(cfg),
 		PgPass:        cfg.PostgreSQL.PgPass,
 		InitdbOptions: cfg.Bootstrap.Initdb,
 		OSUser:        cfg.PostgreSQL.OSUser,
 		Logger:        log,
 	}
+}
+
+func citusGroup(cfg *config.Config) int {
+	if cfg.Citus == nil {
+		return 0
+	}
+	return cfg.Citus.Group
+}
+
+// pgParameters are the parameters PostgreSQL starts with: bootstrap.dcs
+// overlaid by the local ones, and what Citus needs.
+func pgParameters(cfg *config.Config) map[string]string {
+	p := cfg.MergedParameters(cfg.Bootstrap.DCS)
+	if cfg.Citus != nil {
+		citus.AdjustParameters(p, cfg.Citus.StandinSQL != "", cfg.PostgresConnectHost())
+	}
+	return p
 }
 
 // pgHBA: postgresql.pg_hba wins; bootstrap.pg_hba is used when it is
