@@ -55,6 +55,16 @@ type Options struct {
 	// index (e.g. {2: {"noloadbalance": true}}). Do not also put a
 	// `tags:` section in that node's ExtraConfig.
 	Tags map[int]map[string]any
+	// CitusGroups, when set, makes a Citus cluster: the Citus group of
+	// each node (Nodes defaults to its length). Nodes are named coord1,
+	// coord2, ... in group 0 and work<g>-1, ... in worker groups.
+	CitusGroups []int
+	// CitusDatabase is citus.database (default "citus").
+	CitusDatabase string
+	// CitusStandinSQL is citus.standin_sql: tests without Citus.
+	CitusStandinSQL string
+	// Synchronous turns on synchronous_mode in bootstrap.dcs.
+	Synchronous bool
 }
 
 // Node is one member: a pgwarden daemon and its PostgreSQL.
@@ -66,6 +76,7 @@ type Node struct {
 	LogPath    string
 	PGPort     int
 	APIPort    int
+	Group      int // Citus group; -1 outside a Citus cluster
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -96,6 +107,15 @@ func New(o Options) (*Cluster, error) {
 	}
 	if o.Nodes == 0 {
 		o.Nodes = 3
+		if len(o.CitusGroups) > 0 {
+			o.Nodes = len(o.CitusGroups)
+		}
+	}
+	if len(o.CitusGroups) > 0 && len(o.CitusGroups) != o.Nodes {
+		return nil, fmt.Errorf("launcher: %d citus groups for %d nodes", len(o.CitusGroups), o.Nodes)
+	}
+	if len(o.CitusGroups) > 0 && o.CitusDatabase == "" {
+		o.CitusDatabase = "citus"
 	}
 	if o.TTL == 0 {
 		o.TTL = 5
@@ -132,7 +152,21 @@ func New(o Options) (*Cluster, error) {
 		if err != nil {
 			return nil, err
 		}
-		n := &Node{Name: fmt.Sprintf("node%d", i+1), Index: i, PGPort: pgPort, APIPort: apiPort}
+		n := &Node{Name: fmt.Sprintf("node%d", i+1), Index: i, PGPort: pgPort, APIPort: apiPort, Group: -1}
+		if len(o.CitusGroups) > 0 {
+			n.Group = o.CitusGroups[i]
+			k := 1
+			for _, g := range o.CitusGroups[:i] {
+				if g == n.Group {
+					k++
+				}
+			}
+			if n.Group == 0 {
+				n.Name = fmt.Sprintf("coord%d", k)
+			} else {
+				n.Name = fmt.Sprintf("work%d-%d", n.Group, k)
+			}
+		}
 		n.DataDir = filepath.Join(c.Dir, n.Name, "data")
 		n.ConfigPath = filepath.Join(c.Dir, n.Name+".yml")
 		n.LogPath = filepath.Join(c.Dir, n.Name+".log")
@@ -231,6 +265,9 @@ func (c *Cluster) nodeConfig(n *Node) string {
 	fmt.Fprintf(&b, "etcd3:\n  hosts: %s\n\n", strings.TrimPrefix(c.EtcdURL(), "http://"))
 	fmt.Fprintf(&b, "bootstrap:\n  dcs:\n    ttl: %d\n    loop_wait: %d\n    retry_timeout: %d\n    maximum_lag_on_failover: 1048576\n",
 		o.TTL, o.LoopWait, o.RetryTimeout)
+	if o.Synchronous {
+		b.WriteString("    synchronous_mode: true\n")
+	}
 	fmt.Fprintf(&b, "    postgresql:\n      parameters:\n        shared_buffers: 16MB\n        max_connections: 40\n        wal_keep_size: 64MB\n")
 	for k, v := range o.Parameters {
 		fmt.Fprintf(&b, "        %s: %q\n", k, v)
@@ -253,6 +290,12 @@ func (c *Cluster) nodeConfig(n *Node) string {
 			default:
 				fmt.Fprintf(&b, "  %s: %v\n", k, v)
 			}
+		}
+	}
+	if n.Group >= 0 {
+		fmt.Fprintf(&b, "\ncitus:\n  group: %d\n  database: %s\n", n.Group, o.CitusDatabase)
+		if o.CitusStandinSQL != "" {
+			fmt.Fprintf(&b, "  standin_sql: %s\n", o.CitusStandinSQL)
 		}
 	}
 	if extra, ok := o.ExtraConfig[n.Index]; ok {
@@ -494,10 +537,39 @@ func (c *Cluster) HealthCode(ctx context.Context, i int, path string, timeout ti
 }
 
 // Primary returns the index of the one node answering 200 on /primary,
-// or -1 (none, or more than one).
-func (c *Cluster) Primary() int {
+// or -1 (none, or more than one). Outside a Citus cluster only.
+func (c *Cluster) Primary() int { return c.GroupPrimary(-1) }
+
+// GroupNodes returns the indexes of the nodes of Citus group g (every
+// node outside a Citus cluster, where g is -1).
+func (c *Cluster) GroupNodes(g int) []int {
+	var out []int
+	for i, n := range c.Nodes {
+		if n.Group == g {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// Groups returns the Citus groups, sorted ([-1] outside a Citus cluster).
+func (c *Cluster) Groups() []int {
+	seen := map[int]bool{}
+	var out []int
+	for _, n := range c.Nodes {
+		if !seen[n.Group] {
+			seen[n.Group] = true
+			out = append(out, n.Group)
+		}
+	}
+	sort.Ints(out)
+	return out
+}
+
+// GroupPrimary is Primary within Citus group g.
+func (c *Cluster) GroupPrimary(g int) int {
 	found := -1
-	for i := range c.Nodes {
+	for _, i := range c.GroupNodes(g) {
 		if c.DaemonPID(i) == 0 {
 			continue
 		}
@@ -511,16 +583,43 @@ func (c *Cluster) Primary() int {
 	return found
 }
 
+// WaitGroupsHealthy waits until every Citus group with a running node
+// has one primary that every other running node of the group streams
+// from; it returns each such group's primary index.
+func (c *Cluster) WaitGroupsHealthy(timeout time.Duration) (map[int]int, error) {
+	deadline := time.Now().Add(timeout)
+	out := map[int]int{}
+	for _, g := range c.Groups() {
+		running := false
+		for _, i := range c.GroupNodes(g) {
+			running = running || c.DaemonPID(i) != 0
+		}
+		if !running {
+			continue
+		}
+		p, err := c.waitHealthy(g, time.Until(deadline))
+		if err != nil {
+			return nil, fmt.Errorf("group %d: %w", g, err)
+		}
+		out[g] = p
+	}
+	return out, nil
+}
+
 // WaitHealthy waits until one node is primary and every other running
 // node streams from it; it returns the primary's index.
 func (c *Cluster) WaitHealthy(timeout time.Duration) (int, error) {
+	return c.waitHealthy(-1, timeout)
+}
+
+func (c *Cluster) waitHealthy(g int, timeout time.Duration) (int, error) {
 	deadline := time.Now().Add(timeout)
 	var last string
 	for time.Now().Before(deadline) {
-		p := c.Primary()
+		p := c.GroupPrimary(g)
 		if p >= 0 {
 			ok := true
-			for i := range c.Nodes {
+			for _, i := range c.GroupNodes(g) {
 				if i == p || c.DaemonPID(i) == 0 {
 					continue
 				}
