@@ -115,12 +115,12 @@ func buildSchema() *keySpec {
 			"register_secondaries": leaf(),
 			"standin_sql":          leaf(),
 		}),
-		"etcd":              free().notYet(),
-		"consul":            free().notYet(),
-		"zookeeper":         free().notYet(),
-		"exhibitor":         free().notYet(),
-		"kubernetes":        free().notYet(),
-		"raft":              free().notYet(),
+		"etcd":       free().notYet(),
+		"consul":     free().notYet(),
+		"zookeeper":  free().notYet(),
+		"exhibitor":  free().notYet(),
+		"kubernetes": free().notYet(),
+		"raft":       free().notYet(),
 	}
 	// Patroni lets the dynamic settings also appear at the top level of
 	// the local file; pgwarden only reads them from bootstrap.dcs.

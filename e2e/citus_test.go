@@ -35,7 +35,9 @@ type distRow struct {
 	role  string
 }
 
-func (r distRow) String() string { return fmt.Sprintf("%d:g%d:%s:%d:%s", r.id, r.group, r.host, r.port, r.role) }
+func (r distRow) String() string {
+	return fmt.Sprintf("%d:g%d:%s:%d:%s", r.id, r.group, r.host, r.port, r.role)
+}
 
 // distNodes reads pg_dist_node on node i.
 func distNodes(c *launcher.Cluster, i int) ([]distRow, error) {
