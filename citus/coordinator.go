@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -90,6 +91,7 @@ type Coordinator struct {
 
 type inflight struct {
 	group    int
+	tables   bool // the group's distributed tables are locked
 	event    string
 	deadline time.Time
 	started  time.Time
@@ -338,6 +340,77 @@ func (c *Coordinator) runSteps(ctx context.Context, conn *pgx.Conn, steps []Step
 
 const defaultCooldown = 10 * time.Second
 
+// lockGroupTables takes ACCESS EXCLUSIVE locks, on the coordinator only,
+// on every distributed table with a shard placement in the group
+// (reference tables included), in the open transaction. citus_update_node
+// holds the group's writes, but Citus reads take no shard metadata lock:
+// without this they would go to the stopping primary and fail. Under a
+// savepoint: if the locks cannot be had within cooldown (a long read, a
+// deadlock), the transaction goes on without them. It returns the number
+// of tables locked (0 without Citus's placement catalogue).
+func lockGroupTables(ctx context.Context, conn *pgx.Conn, group int, cooldown time.Duration) (int, error) {
+	var have bool
+	if err := conn.QueryRow(ctx, "SELECT to_regclass('pg_dist_placement') IS NOT NULL AND to_regclass('pg_dist_shard') IS NOT NULL").Scan(&have); err != nil {
+		return 0, err
+	}
+	if !have {
+		return 0, nil
+	}
+	if _, err := conn.Exec(ctx, "SAVEPOINT pgwarden_tables"); err != nil {
+		return 0, err
+	}
+	n, err := func() (int, error) {
+		rows, err := conn.Query(ctx, `SELECT DISTINCT s.logicalrelid::oid, s.logicalrelid::regclass::text
+			FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid)
+			WHERE p.groupid = $1 ORDER BY 1`, group)
+		if err != nil {
+			return 0, err
+		}
+		var names []string
+		for rows.Next() {
+			var oid uint32
+			var name string
+			if err := rows.Scan(&oid, &name); err != nil {
+				rows.Close()
+				return 0, err
+			}
+			names = append(names, name)
+		}
+		if err := rows.Err(); err != nil {
+			return 0, err
+		}
+		if len(names) == 0 {
+			return 0, nil
+		}
+		// Locally only: Citus would otherwise take the locks on every
+		// node, the stopping primary among them.
+		if _, err := conn.Exec(ctx, "SET LOCAL citus.enable_ddl_propagation = off"); err != nil {
+			return 0, err
+		}
+		if _, err := conn.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", max(int(cooldown/time.Millisecond), 1))); err != nil {
+			return 0, err
+		}
+		if _, err := conn.Exec(ctx, "LOCK TABLE "+strings.Join(names, ", ")+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+			return 0, err
+		}
+		if _, err := conn.Exec(ctx, "SET LOCAL lock_timeout = 0"); err != nil {
+			return 0, err
+		}
+		if _, err := conn.Exec(ctx, "SET LOCAL citus.enable_ddl_propagation = DEFAULT"); err != nil {
+			return 0, err
+		}
+		return len(names), nil
+	}()
+	if err != nil {
+		if _, rerr := conn.Exec(ctx, "ROLLBACK TO SAVEPOINT pgwarden_tables"); rerr != nil {
+			return 0, errors.Join(err, rerr)
+		}
+		return 0, err
+	}
+	_, err = conn.Exec(ctx, "RELEASE SAVEPOINT pgwarden_tables")
+	return n, err
+}
+
 // reconcile compares pg_dist_node with every group's leader and streaming
 // standbys in the DCS, and makes it true: the coordinator group first,
 // then the workers in order. A group without a running primary is left
@@ -481,6 +554,14 @@ func (c *Coordinator) event(ctx context.Context, ev Event) error {
 		c.o.Log.Error("citus: changing pg_dist_node for a worker's event failed", "event", ev.Type, "group", ev.Group, "err", err)
 		c.fail()
 		return err
+	}
+	if ev.Type != AfterPromote && !c.inflight.tables {
+		c.inflight.tables = true
+		if n, err := lockGroupTables(ectx, conn, ev.Group, cooldown); err != nil {
+			c.o.Log.Warn("citus: could not lock the group's distributed tables; reads may fail until the new primary is in", "group", ev.Group, "err", err)
+		} else if n > 0 {
+			c.o.Log.Info("citus: holding reads of the group's distributed tables too", "group", ev.Group, "tables", n)
+		}
 	}
 	if ev.Type != AfterPromote {
 		c.inflight.event = ev.Type
