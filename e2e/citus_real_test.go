@@ -145,6 +145,20 @@ func TestCitusReal(t *testing.T) {
 		t.Errorf("%d distributed statements failed during a worker switchover (first: %v)", fails, ferr)
 	}
 
+	// A restart of group 1's primary under load.
+	stm = startDistStatements(c, co)
+	time.Sleep(time.Second)
+	rsStart := time.Now()
+	if code, msg := callAPI(t, c, cand, "POST", "/restart", `{}`); code != 200 {
+		t.Fatalf("POST /restart = %d %q", code, msg)
+	}
+	time.Sleep(time.Second)
+	rs = stm.Stop()
+	t.Logf("MEASURED real Citus worker primary restart:%s", summarizeKinds(rs, rsStart, time.Now()))
+	if _, fails, _, ferr := summarize(rs, rsStart, time.Now()); fails > 0 {
+		t.Errorf("%d distributed statements failed during a restart of a worker primary (first: %v)", fails, ferr)
+	}
+
 	// Worker failover under load: kill -9 group 2's primary.
 	stm = startDistStatements(c, co)
 	time.Sleep(time.Second)

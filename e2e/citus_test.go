@@ -207,12 +207,8 @@ func startStandinStatements(c *launcher.Cluster, coord, g int) *stmtLog {
 	l := &stmtLog{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
-		workers := map[int]*pgx.Conn{}
 		var cc *pgx.Conn
 		defer func() {
-			for _, w := range workers {
-				w.Close(context.Background())
-			}
 			if cc != nil {
 				cc.Close(context.Background())
 			}
@@ -248,17 +244,15 @@ func startStandinStatements(c *launcher.Cluster, coord, g int) *stmtLog {
 				if err := tx.QueryRow(ctx, "SELECT nodename, nodeport FROM citus_standin_route($1)", g).Scan(&host, &port); err != nil {
 					return err, 0
 				}
-				w := workers[port]
-				if w == nil || w.IsClosed() {
-					w, err = pgx.Connect(ctx, fmt.Sprintf("postgres://postgres:postgres-secret@%s:%d/citus?connect_timeout=1&sslmode=disable", host, port))
-					if err != nil {
-						return err, port
-					}
-					workers[port] = w
+				// A new connection per statement: a cached one would fail
+				// once after its server restarted, which says nothing about
+				// what the coordinator did.
+				w, err := pgx.Connect(ctx, fmt.Sprintf("postgres://postgres:postgres-secret@%s:%d/citus?connect_timeout=1&sslmode=disable", host, port))
+				if err != nil {
+					return err, port
 				}
+				defer w.Close(context.Background())
 				if _, err := w.Exec(ctx, "INSERT INTO citus_e2e(v) VALUES ($1)", seq); err != nil {
-					w.Close(ctx)
-					delete(workers, port)
 					return err, port
 				}
 				return tx.Commit(ctx), port
@@ -451,11 +445,44 @@ func TestCitusStandin(t *testing.T) {
 	}{w1, []int{cand}}
 	waitDist(t, c, co, want, 60*time.Second)
 
-	// Coordinator failover: the new coordinator leader reconciles the table.
+	// A restart of the worker group's primary holds statements too.
+	stm = startStandinStatements(c, co, 1)
+	time.Sleep(300 * time.Millisecond)
+	rsStart := time.Now()
+	if code, msg := callAPI(t, c, w1, "POST", "/restart", `{}`); code != 200 {
+		t.Fatalf("POST /restart = %d %q", code, msg)
+	}
+	time.Sleep(500 * time.Millisecond)
+	rs = stm.Stop()
+	n, fails, longest, ferr = summarize(rs, rsStart, time.Now())
+	t.Logf("MEASURED citus worker primary restart (stand-in): %d statements, %d failed (first: %v), longest %s", n, fails, ferr, longest.Round(time.Millisecond))
+	if fails > 0 {
+		t.Errorf("%d statements failed during a restart of the worker primary, want none (first: %v)", fails, ferr)
+	}
+	waitDist(t, c, co, want, 30*time.Second)
+
+	// Coordinator failover: the new coordinator leader reconciles the
+	// table, and its /primary answers 200 only once it takes writes.
 	newCo := others(c, 0, co)[0]
+	codes := make(chan time.Time, 1)
+	go func() {
+		deadline := time.Now().Add(40 * time.Second)
+		for time.Now().Before(deadline) {
+			if c.HealthCode(context.Background(), newCo, "/primary", time.Second) == 200 {
+				codes <- time.Now()
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		close(codes)
+	}()
 	if err := c.KillNode(co, true); err != nil {
 		t.Fatal(err)
 	}
+	if _, ok := <-codes; !ok {
+		t.Fatalf("%s never answered 200 on /primary", c.Nodes[newCo].Name)
+	}
+	execDB(t, c, newCo, "citus", "CREATE TABLE written_after_primary_200 (x int)")
 	waitPromoted(t, c, newCo, 30*time.Second)
 	delete(want, 0)
 	want[0] = struct {

@@ -185,6 +185,11 @@ func (l *Loop) restartNow(ctx context.Context, r ScheduledRestart, scheduled boo
 		l.guard.Arm(start.Add(l.settings.TTL-safetyMargin(l.settings.TTL)), l.now())
 	}
 	l.log.Warn("restarting PostgreSQL on request", "primary", primary)
+	if primary {
+		// A Citus worker's primary: the coordinator holds the group's
+		// statements until it is back (after_promote below).
+		l.citusNotify(ctx, citusBeforeDemote)
+	}
 	if err := l.pg.Stop(ctx, "fast", 60*time.Second); err != nil {
 		return false, "restart failed: " + err.Error()
 	}
@@ -193,6 +198,9 @@ func (l *Loop) restartNow(ctx context.Context, r ScheduledRestart, scheduled boo
 	}
 	if err := l.pg.Start(ctx, timeout); err != nil {
 		return false, "restart failed: " + err.Error()
+	}
+	if primary {
+		l.citusNotify(ctx, citusAfterPromote)
 	}
 	if l.mem.ScheduledRestart != nil && !l.mem.ScheduledRestart.At.After(l.now()) {
 		l.mem.ScheduledRestart = nil
