@@ -1,7 +1,7 @@
 GO ?= go
 PKGS_UNIT := $(shell $(GO) list ./... | grep -v /e2e)
 
-.PHONY: build test unit e2e vet demo bench clean
+.PHONY: build test unit e2e vet demo demo-citus bench clean
 
 build:
 	$(GO) build -o bin/pgwarden ./cmd/pgwarden
@@ -24,6 +24,11 @@ e2e:
 
 demo: build
 	./bin/pgwarden-demo --binary bin/pgwarden
+
+# A Citus cluster: a coordinator group and two worker groups of two
+# members each. It needs the Citus extension installed for PostgreSQL 15.
+demo-citus: build
+	./bin/pgwarden-demo --binary bin/pgwarden --citus
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./restapi/ ./ha/

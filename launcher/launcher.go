@@ -644,17 +644,21 @@ func (c *Cluster) waitHealthy(g int, timeout time.Duration) (int, error) {
 // Table renders the cluster as a table like `patronictl list`.
 func (c *Cluster) Table() string {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "%-6s %-16s %-8s %-10s %-3s %-12s %s\n", "Member", "Host", "Role", "State", "TL", "Lag in MB", "Daemon PID / Postmaster PID")
-	var leaderLSN int64
+	citus := len(c.Opts.CitusGroups) > 0
+	if citus {
+		b.WriteString("Group ")
+	}
+	fmt.Fprintf(&b, "%-8s %-16s %-8s %-10s %-3s %-12s %s\n", "Member", "Host", "Role", "State", "TL", "Lag in MB", "Daemon PID / Postmaster PID")
+	leaderLSN := map[int]int64{}
 	sts := make([]*MemberStatus, len(c.Nodes))
-	for i := range c.Nodes {
+	for i, n := range c.Nodes {
 		if c.DaemonPID(i) == 0 {
 			continue
 		}
 		if s, err := c.Status(i); err == nil {
 			sts[i] = s
 			if s.Role == "primary" {
-				leaderLSN = s.XLog.Location
+				leaderLSN[n.Group] = s.XLog.Location
 			}
 		}
 	}
@@ -671,15 +675,36 @@ func (c *Cluster) Table() string {
 					state = s.ReplicationState
 				}
 				pos := max(s.XLog.ReceivedLocation, s.XLog.ReplayedLocation)
-				if leaderLSN > 0 {
-					lag = strconv.FormatInt(max(0, leaderLSN-pos)/(1<<20), 10)
+				if l := leaderLSN[n.Group]; l > 0 {
+					lag = strconv.FormatInt(max(0, l-pos)/(1<<20), 10)
 				}
 			}
 		}
-		fmt.Fprintf(&b, "%-6s %-16s %-8s %-10s %-3s %-12s %d / %d\n", n.Name, fmt.Sprintf("127.0.0.1:%d", n.PGPort),
+		if citus {
+			fmt.Fprintf(&b, "%5d ", n.Group)
+		}
+		fmt.Fprintf(&b, "%-8s %-16s %-8s %-10s %-3s %-12s %d / %d\n", n.Name, fmt.Sprintf("127.0.0.1:%d", n.PGPort),
 			role, state, tl, lag, c.DaemonPID(i), c.PostmasterPID(i))
 	}
 	return b.String()
+}
+
+// CitusAvailable reports whether the Citus extension is installed for the
+// PostgreSQL in binDir (Debian's layout: <binDir>/../lib/citus.so and
+// /usr/share/postgresql/<major>/extension/citus.control), and if not, why.
+func CitusAvailable(binDir string) (bool, string) {
+	if binDir == "" {
+		binDir = "/usr/lib/postgresql/15/bin"
+	}
+	lib := filepath.Join(filepath.Dir(binDir), "lib", "citus.so")
+	major := filepath.Base(filepath.Dir(binDir))
+	control := filepath.Join("/usr/share/postgresql", major, "extension", "citus.control")
+	for _, f := range []string{lib, control} {
+		if _, err := os.Stat(f); err != nil {
+			return false, f + " is missing"
+		}
+	}
+	return true, ""
 }
 
 type prefixWriter struct {
