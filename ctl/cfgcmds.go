@@ -18,7 +18,7 @@ import (
 )
 
 func (a *App) showConfigCommand() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "show-config [CLUSTER_NAME]",
 		Short: "Show the cluster's dynamic configuration (the config key)",
 		Args:  maxArgs(1),
@@ -27,16 +27,22 @@ func (a *App) showConfigCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, c, err := a.snapshot(cmd.Context(), name)
+			group, err := a.groupOption(cmd, true)
 			if err != nil {
 				return err
 			}
-			if c.Config != nil {
-				a.out("%s", dumpYAML(c.Config))
+			v, err := a.read(cmd.Context(), name, group)
+			if err != nil {
+				return err
+			}
+			if v.c.Config != nil {
+				a.out("%s", dumpYAML(v.c.Config))
 			}
 			return nil
 		},
 	}
+	addGroupFlag(cmd, true)
+	return cmd
 }
 
 // sameConfig compares two configurations as values (10 and 10.0 alike).
@@ -227,10 +233,15 @@ func (a *App) editConfigCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			h, c, err := a.snapshot(ctx, name)
+			group, err := a.groupOption(cmd, true)
 			if err != nil {
 				return err
 			}
+			v, err := a.read(ctx, name, group)
+			if err != nil {
+				return err
+			}
+			h, c := v.h, v.c
 			if c.Config == nil {
 				return fmt.Errorf("The config key does not exist in the cluster %s", name)
 			}
@@ -317,6 +328,7 @@ func (a *App) editConfigCommand() *cobra.Command {
 	f.StringVar(&applyFile, "apply", "", "apply configuration from a YAML file (- for stdin)")
 	f.StringVar(&replaceFil, "replace", "", "replace the configuration with a YAML file (- for stdin)")
 	f.BoolVar(&force, "force", false, "do not ask for confirmation at any point")
+	addGroupFlag(cmd, true)
 	return cmd
 }
 
@@ -348,10 +360,15 @@ func (a *App) historyCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, c, err := a.snapshot(cmd.Context(), name)
+			group, err := a.groupOption(cmd, true)
 			if err != nil {
 				return err
 			}
+			v, err := a.read(cmd.Context(), name, group)
+			if err != nil {
+				return err
+			}
+			c := v.c
 			rows := make([][]any, 0, len(c.HistoryEntries))
 			for _, e := range c.HistoryEntries {
 				rows = append(rows, []any{int64(e.Timeline), e.LSN, e.Reason, e.Time, e.NewLeader})
@@ -362,6 +379,7 @@ func (a *App) historyCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", fmtPretty, "output format: pretty, tsv, json, yaml")
+	addGroupFlag(cmd, true)
 	return cmd
 }
 
@@ -376,11 +394,19 @@ func (a *App) removeCommand() *cobra.Command {
 				return err
 			}
 			name := args[0]
-			h, c, err := a.snapshot(cmd.Context(), name)
+			group, err := a.groupOption(cmd, false)
 			if err != nil {
 				return err
 			}
-			a.outputMembers(a.Stdout, c, name, false, format)
+			v, err := a.read(cmd.Context(), name, group)
+			if err != nil {
+				return err
+			}
+			if v.allGroups() {
+				return errCitusGroupRequired
+			}
+			h, c := v.h, v.c
+			a.outputMembers(a.Stdout, v, false, format)
 			answer, err := a.prompt("Please confirm the cluster name to remove", nil)
 			if err != nil {
 				return err
@@ -412,6 +438,7 @@ func (a *App) removeCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", fmtPretty, "output format: pretty, tsv, json, yaml")
+	addGroupFlag(cmd, false)
 	return cmd
 }
 
@@ -433,7 +460,11 @@ func (a *App) dsnCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, c, err := a.snapshot(cmd.Context(), name)
+			group, err := a.groupOption(cmd, false)
+			if err != nil {
+				return err
+			}
+			v, err := a.read(cmd.Context(), name, group)
 			if err != nil {
 				return err
 			}
@@ -445,7 +476,7 @@ func (a *App) dsnCommand() *cobra.Command {
 			} else if role == "" {
 				role = "leader"
 			}
-			for _, m := range allMembers(c, role) {
+			for _, m := range viewMembers(v, role) {
 				if member != "" && m.Name != member {
 					continue
 				}
@@ -461,6 +492,7 @@ func (a *App) dsnCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&role, "role", "r", "", "give a DSN of any member with this role: "+strings.Join(roleChoices, ", "))
 	cmd.Flags().StringVarP(&member, "member", "m", "", "give a DSN of this member")
+	addGroupFlag(cmd, false)
 	return cmd
 }
 
@@ -473,7 +505,7 @@ func formatPGVersion(v int64) string {
 }
 
 func (a *App) versionCommand() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "version [CLUSTER_NAME [MEMBER_NAMES...]]",
 		Short: "Print the version of pgwardenctl, and of the members of a cluster",
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -483,13 +515,16 @@ func (a *App) versionCommand() *cobra.Command {
 			}
 			a.out("")
 			ctx := cmd.Context()
-			_, c, err := a.snapshot(ctx, args[0])
+			group, err := a.groupOption(cmd, false)
+			if err != nil {
+				return err
+			}
+			v, err := a.read(ctx, args[0], group)
 			if err != nil {
 				return err
 			}
 			names := args[1:]
-			for i := range c.Members {
-				m := &c.Members[i]
+			for _, m := range viewMembers(v, "any") {
 				if m.APIURL == "" || len(names) > 0 && !containsString(names, m.Name) {
 					continue
 				}
@@ -517,6 +552,8 @@ func (a *App) versionCommand() *cobra.Command {
 			return nil
 		},
 	}
+	addGroupFlag(cmd, false)
+	return cmd
 }
 
 func containsString(list []string, s string) bool {

@@ -19,6 +19,10 @@
 // without name or postgresql section, say) is read leniently for the keys
 // the tool needs: scope, namespace, etcd3, restapi.authentication and ctl.
 //
+// For a Citus cluster (a citus section in the file, or --group) the keys of
+// each Citus group are under <namespace><scope>/<group>/, and the commands
+// behave as patronictl's do for Citus: see citus.go.
+//
 // Every command is a cobra command built by NewRootCommand; Main runs one
 // with the given arguments and streams and returns the exit code: 0 on
 // success, 1 when the command failed (the reason is printed on stderr as

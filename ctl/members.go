@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -229,14 +230,31 @@ func roleTitle(r string) string {
 // roundHalfEven is Python's round() of a float to an integer.
 func roundHalfEven(f float64) int64 { return int64(math.RoundToEven(f)) }
 
-// outputMembers prints the members table of one cluster (patronictl's
-// output_members).
-func (a *App) outputMembers(w io.Writer, c *dcs.Cluster, name string, extended bool, format string) {
-	members := clusterMembers(c)
-	if format == fmtTopology {
-		members = topologySort(members)
+// outputMembers prints the members table of a cluster (patronictl's
+// output_members). For a Citus cluster the table has a Group column and
+// the rows of each group (every group when the view holds them all), each
+// member's role and lag computed against its own group.
+func (a *App) outputMembers(w io.Writer, v *clusterView, extended bool, format string) {
+	name, c := v.name, v.c
+	type groupRows struct {
+		group   int
+		c       *dcs.Cluster
+		members []memberInfo
+	}
+	var groups []groupRows
+	var members []memberInfo // every member shown, for the columns
+	for _, gc := range v.clusters() {
+		ms := clusterMembers(gc.c)
+		members = append(members, ms...)
+		if format == fmtTopology {
+			ms = topologySort(ms)
+		}
+		groups = append(groups, groupRows{gc.group, gc.c, ms})
 	}
 	columns := []string{"Cluster", "Member", "Host", "Role", "State", "TL", "Lag in MB"}
+	if v.citus {
+		columns = slices.Insert(columns, 1, "Group")
+	}
 	type optional struct {
 		column string
 		has    func(mi memberInfo) bool
@@ -278,57 +296,10 @@ func (a *App) outputMembers(w io.Writer, c *dcs.Cluster, name string, extended b
 	}
 
 	var rows [][]any
-	for _, mi := range members {
-		host := mi.Host
-		if appendPort && host != "" {
-			host = joinHostPort(host, mi.Port)
+	for _, gr := range groups {
+		for _, mi := range gr.members {
+			rows = append(rows, memberRow(columns, name, gr.group, mi, appendPort, format))
 		}
-		var tl any = ""
-		if mi.Timeline > 0 {
-			tl = int64(mi.Timeline)
-		}
-		var lag any = ""
-		switch v := mi.Lag.(type) {
-		case int64:
-			lag = roundHalfEven(float64(v) / 1024 / 1024)
-		case string:
-			lag = v
-		}
-		pending := ""
-		if mi.Pending {
-			pending = "*"
-		}
-		var reasons []string
-		for _, k := range sortedKeys(mi.PendingReason) {
-			v, _ := mi.PendingReason[k].(map[string]any)
-			full := k + ": " + str(v["old_value"]) + "->" + str(v["new_value"])
-			if (format == fmtPretty || format == fmtTopology) && len(full) > 50 {
-				full = k + ": [hidden - too long]"
-			}
-			reasons = append(reasons, full)
-		}
-		scheduled := ""
-		if mi.ScheduledRestart != nil {
-			scheduled = str(mi.ScheduledRestart["schedule"])
-			if v := str(mi.ScheduledRestart["postgres_version"]); v != "" {
-				scheduled += " if version < " + v
-			}
-		}
-		var tags any = ""
-		if len(mi.Tags) > 0 {
-			tags = mi.Tags
-		}
-		values := map[string]any{
-			"Cluster": name, "Member": mi.Name, "Host": host, "Role": roleTitle(mi.Role),
-			"State": mi.State, "TL": tl, "Lag in MB": lag, "Pending restart": pending,
-			"Pending restart reason": strings.Join(reasons, "\n"),
-			"Scheduled restart":      scheduled, "Tags": tags,
-		}
-		row := make([]any, len(columns))
-		for i, col := range columns {
-			row[i] = values[col]
-		}
-		rows = append(rows, row)
 	}
 
 	initialize := c.SystemID
@@ -339,14 +310,78 @@ func (a *App) outputMembers(w io.Writer, c *dcs.Cluster, name string, extended b
 		initialize = "initializing"
 	}
 	title := fmt.Sprintf(" Cluster: %s (%s) ", name, initialize)
-	printFormat := format
-	printOutput(w, columns, rows, map[string]byte{"Lag in MB": 'r', "TL": 'r'}, printFormat, title)
+	if v.citus {
+		title = fmt.Sprintf(" Citus cluster: %s ", name)
+		if v.group != nil {
+			title = fmt.Sprintf(" Citus cluster: %s (group: %d, %s) ", name, *v.group, initialize)
+		}
+	}
+	printOutput(w, columns, rows, map[string]byte{"Group": 'r', "Lag in MB": 'r', "TL": 'r'}, format, title)
 	if format != fmtPretty && format != fmtTopology {
 		return
 	}
-	if info := serviceInfo(c); len(info) > 0 {
-		fmt.Fprintln(w, " "+strings.Join(info, "\n "))
+	for _, gr := range groups {
+		if info := serviceInfo(gr.c); len(info) > 0 {
+			if v.allGroups() {
+				fmt.Fprintf(w, "Citus group: %d\n", gr.group)
+			}
+			fmt.Fprintln(w, " "+strings.Join(info, "\n "))
+		}
 	}
+}
+
+// memberRow is one row of the members table.
+func memberRow(columns []string, name string, group int, mi memberInfo, appendPort bool, format string) []any {
+	host := mi.Host
+	if appendPort && host != "" {
+		host = joinHostPort(host, mi.Port)
+	}
+	var tl any = ""
+	if mi.Timeline > 0 {
+		tl = int64(mi.Timeline)
+	}
+	var lag any = ""
+	switch v := mi.Lag.(type) {
+	case int64:
+		lag = roundHalfEven(float64(v) / 1024 / 1024)
+	case string:
+		lag = v
+	}
+	pending := ""
+	if mi.Pending {
+		pending = "*"
+	}
+	var reasons []string
+	for _, k := range sortedKeys(mi.PendingReason) {
+		v, _ := mi.PendingReason[k].(map[string]any)
+		full := k + ": " + str(v["old_value"]) + "->" + str(v["new_value"])
+		if (format == fmtPretty || format == fmtTopology) && len(full) > 50 {
+			full = k + ": [hidden - too long]"
+		}
+		reasons = append(reasons, full)
+	}
+	scheduled := ""
+	if mi.ScheduledRestart != nil {
+		scheduled = str(mi.ScheduledRestart["schedule"])
+		if v := str(mi.ScheduledRestart["postgres_version"]); v != "" {
+			scheduled += " if version < " + v
+		}
+	}
+	var tags any = ""
+	if len(mi.Tags) > 0 {
+		tags = mi.Tags
+	}
+	values := map[string]any{
+		"Cluster": name, "Group": int64(group), "Member": mi.Name, "Host": host, "Role": roleTitle(mi.Role),
+		"State": mi.State, "TL": tl, "Lag in MB": lag, "Pending restart": pending,
+		"Pending restart reason": strings.Join(reasons, "\n"),
+		"Scheduled restart":      scheduled, "Tags": tags,
+	}
+	row := make([]any, len(columns))
+	for i, col := range columns {
+		row[i] = values[col]
+	}
+	return row
 }
 
 func joinHostPort(host string, port int) string {
@@ -472,6 +507,10 @@ func (a *App) listCommand() *cobra.Command {
 			if err := checkFormat(format); err != nil {
 				return err
 			}
+			group, err := a.groupOption(cmd, false)
+			if err != nil {
+				return err
+			}
 			names := args
 			if len(names) == 0 {
 				n, err := a.clusterName(nil)
@@ -485,11 +524,11 @@ func (a *App) listCommand() *cobra.Command {
 					a.out("%s", a.timestamp(0))
 				}
 				for _, n := range names {
-					_, c, err := a.snapshot(cmd.Context(), n)
+					v, err := a.read(cmd.Context(), n, group)
 					if err != nil {
 						return err
 					}
-					a.outputMembers(a.Stdout, c, n, extended, format)
+					a.outputMembers(a.Stdout, v, extended, format)
 				}
 				return nil
 			})
@@ -498,6 +537,7 @@ func (a *App) listCommand() *cobra.Command {
 	cmd.Flags().BoolVarP(&extended, "extended", "e", false, "show pending restart, scheduled restart and tags")
 	cmd.Flags().BoolVarP(&ts, "timestamp", "t", false, "print a timestamp")
 	cmd.Flags().StringVarP(&format, "format", "f", fmtPretty, "output format: pretty, tsv, json, yaml")
+	addGroupFlag(cmd, false)
 	watch.add(cmd)
 	return cmd
 }
@@ -509,6 +549,10 @@ func (a *App) topologyCommand() *cobra.Command {
 		Short: "Print the replication topology of a cluster",
 		Args:  maxArgs(-1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			group, err := a.groupOption(cmd, false)
+			if err != nil {
+				return err
+			}
 			names := args
 			if len(names) == 0 {
 				n, err := a.clusterName(nil)
@@ -519,16 +563,17 @@ func (a *App) topologyCommand() *cobra.Command {
 			}
 			return a.watchLoop(cmd, watch.interval(), func() error {
 				for _, n := range names {
-					_, c, err := a.snapshot(cmd.Context(), n)
+					v, err := a.read(cmd.Context(), n, group)
 					if err != nil {
 						return err
 					}
-					a.outputMembers(a.Stdout, c, n, false, fmtTopology)
+					a.outputMembers(a.Stdout, v, false, fmtTopology)
 				}
 				return nil
 			})
 		},
 	}
+	addGroupFlag(cmd, false)
 	watch.add(cmd)
 	return cmd
 }

@@ -81,37 +81,39 @@ func memberNames(ms []*dcs.Member) []string {
 // As a convenience the cluster name may be left out when the file gives
 // the scope: a first argument that is not the scope but names one of its
 // members starts the member list.
-func (a *App) clusterAndMembers(ctx context.Context, args []string) (string, []string, *dcs.Etcd, *dcs.Cluster, error) {
+func (a *App) clusterAndMembers(ctx context.Context, args []string, group *int) ([]string, *clusterView, error) {
 	name, err := a.clusterName(args)
 	if err != nil {
-		return "", nil, nil, nil, err
+		return nil, nil, err
 	}
 	var members []string
 	if len(args) > 0 {
 		members = args[1:]
 		if s, _ := a.load(); s != nil && s.Scope != "" && args[0] != s.Scope {
-			if h, c, err := a.snapshot(ctx, s.Scope); err == nil && c.Member(args[0]) != nil {
-				return s.Scope, args, h, c, nil
+			if v, err := a.read(ctx, s.Scope, group); err == nil && v.member(args[0]) != nil {
+				return args, v, nil
 			}
 		}
 	}
-	h, c, err := a.snapshot(ctx, name)
+	v, err := a.read(ctx, name, group)
 	if err != nil {
-		return "", nil, nil, nil, err
+		return nil, nil, err
 	}
-	return name, members, h, c, nil
+	return members, v, nil
 }
 
 // getMembers selects the members an action applies to (patronictl's
 // get_members): it prints the cluster, checks the names, asks for one when
 // none is given (reinitialize) and, with confirm, asks for confirmation.
-func (a *App) getMembers(c *dcs.Cluster, clusterName string, names []string, role string, force bool, action string, confirm bool) ([]*dcs.Member, error) {
-	members := allMembers(c, role)
+// In a Citus cluster without a group the members of every group are
+// candidates.
+func (a *App) getMembers(v *clusterView, names []string, role string, force bool, action string, confirm bool) ([]*dcs.Member, error) {
+	members := viewMembers(v, role)
 	candidates := memberNames(members)
 	if len(names) == 0 && len(candidates) == 0 {
-		return nil, fmt.Errorf("%s cluster doesn't have any members", clusterName)
+		return nil, fmt.Errorf("%s cluster doesn't have any members", v.name)
 	}
-	a.outputMembers(a.Stdout, c, clusterName, false, fmtPretty)
+	a.outputMembers(a.Stdout, v, false, fmtPretty)
 
 	if len(names) > 0 {
 		var keep []string
@@ -268,11 +270,15 @@ func (a *App) reloadCommand() *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			name, names, _, c, err := a.clusterAndMembers(ctx, args)
+			group, err := a.groupOption(cmd, false)
 			if err != nil {
 				return err
 			}
-			members, err := a.getMembers(c, name, names, role, force, "reload", true)
+			names, v, err := a.clusterAndMembers(ctx, args, group)
+			if err != nil {
+				return err
+			}
+			members, err := a.getMembers(v, names, role, force, "reload", true)
 			if err != nil {
 				return err
 			}
@@ -286,7 +292,7 @@ func (a *App) reloadCommand() *cobra.Command {
 				case r.Status == http.StatusOK:
 					a.out("No changes to apply on member %s", m.Name)
 				case r.Status == http.StatusAccepted:
-					a.out("Reload request received for member %s and will be processed within %d seconds", m.Name, loopWait(c))
+					a.out("Reload request received for member %s and will be processed within %d seconds", m.Name, loopWait(v.clusterOf(m)))
 				default:
 					a.failure("Failed: reload for member %s, status code=%d, (%s)", m.Name, r.Status, r.text())
 					failed = true
@@ -300,6 +306,7 @@ func (a *App) reloadCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&role, "role", "r", "any", "reload only members with this role: "+strings.Join(roleChoices, ", "))
 	cmd.Flags().BoolVar(&force, "force", false, "do not ask for confirmation at any point")
+	addGroupFlag(cmd, false)
 	return cmd
 }
 
@@ -317,11 +324,15 @@ func (a *App) restartCommand() *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			name, names, _, c, err := a.clusterAndMembers(ctx, args)
+			group, err := a.groupOption(cmd, false)
 			if err != nil {
 				return err
 			}
-			members, err := a.getMembers(c, name, names, role, force, "restart", false)
+			names, v, err := a.clusterAndMembers(ctx, args, group)
+			if err != nil {
+				return err
+			}
+			members, err := a.getMembers(v, names, role, force, "restart", false)
 			if err != nil {
 				return err
 			}
@@ -365,7 +376,11 @@ func (a *App) restartCommand() *cobra.Command {
 				content["postgres_version"] = pgVersion
 			}
 			if !at.IsZero() {
-				if c.Paused() {
+				paused := v.c.Paused()
+				for _, m := range members {
+					paused = paused || v.clusterOf(m).Paused()
+				}
+				if paused {
 					return fmt.Errorf("Can't schedule restart in the paused state")
 				}
 				content["schedule"] = dcs.FormatPyTime(at)
@@ -414,6 +429,7 @@ func (a *App) restartCommand() *cobra.Command {
 	f.BoolVar(&pending, "pending", false, "restart if pending")
 	f.StringVar(&timeout, "timeout", "", "return error and fail over if necessary when restarting takes longer than this")
 	f.BoolVar(&force, "force", false, "do not ask for confirmation at any point")
+	addGroupFlag(cmd, false)
 	return cmd
 }
 
@@ -432,11 +448,15 @@ func (a *App) reinitCommand() *cobra.Command {
 		Short: "Reinitialize cluster members (wipe the data directory and clone it again)",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			name, names, _, c, err := a.clusterAndMembers(ctx, args)
+			group, err := a.groupOption(cmd, false)
 			if err != nil {
 				return err
 			}
-			members, err := a.getMembers(c, name, names, "replica", force, "reinitialize", true)
+			names, v, err := a.clusterAndMembers(ctx, args, group)
+			if err != nil {
+				return err
+			}
+			members, err := a.getMembers(v, names, "replica", force, "reinitialize", true)
 			if err != nil {
 				return err
 			}
@@ -482,6 +502,7 @@ func (a *App) reinitCommand() *cobra.Command {
 	cmd.Flags().BoolVar(&force, "force", false, "do not ask for confirmation; cancel a running operation")
 	cmd.Flags().BoolVar(&fromLeader, "from-leader", false, "get the base backup from the leader")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until reinitialization completes")
+	addGroupFlag(cmd, false)
 	return cmd
 }
 
@@ -564,7 +585,11 @@ func (a *App) switchoverCommand() *cobra.Command {
 			if cmd.Flags().Changed("scheduled") {
 				sched = &scheduled
 			}
-			return a.failoverOrSwitchover(cmd.Context(), "switchover", args, cand, force, l, sched)
+			group, err := a.groupOption(cmd, false)
+			if err != nil {
+				return err
+			}
+			return a.failoverOrSwitchover(cmd.Context(), "switchover", args, group, cand, force, l, sched)
 		},
 	}
 	f := cmd.Flags()
@@ -573,6 +598,7 @@ func (a *App) switchoverCommand() *cobra.Command {
 	f.StringVar(&candidate, "candidate", "", "the name of the candidate")
 	f.StringVar(&scheduled, "scheduled", "", "timestamp of a scheduled switchover in unambiguous format (e.g. ISO 8601), or now")
 	f.BoolVar(&force, "force", false, "do not ask for confirmation at any point")
+	addGroupFlag(cmd, false)
 	return cmd
 }
 
@@ -590,11 +616,16 @@ func (a *App) failoverCommand() *cobra.Command {
 			if cmd.Flags().Changed("candidate") {
 				cand = &candidate
 			}
-			return a.failoverOrSwitchover(cmd.Context(), "failover", args, cand, force, nil, nil)
+			group, err := a.groupOption(cmd, false)
+			if err != nil {
+				return err
+			}
+			return a.failoverOrSwitchover(cmd.Context(), "failover", args, group, cand, force, nil, nil)
 		},
 	}
 	cmd.Flags().StringVar(&candidate, "candidate", "", "the name of the candidate")
 	cmd.Flags().BoolVar(&force, "force", false, "do not ask for confirmation at any point")
+	addGroupFlag(cmd, false)
 	return cmd
 }
 
@@ -625,18 +656,33 @@ func pyList(names []string) string {
 	return "[" + strings.Join(q, ", ") + "]"
 }
 
-// failoverOrSwitchover is patronictl's _do_failover_or_switchover.
-func (a *App) failoverOrSwitchover(ctx context.Context, action string, args []string, candidate *string, force bool, switchoverLeader, scheduled *string) error {
+// failoverOrSwitchover is patronictl's _do_failover_or_switchover. In a
+// Citus cluster it acts on one group: --group, else the one asked for
+// after the topology of every group is shown (an error with --force).
+func (a *App) failoverOrSwitchover(ctx context.Context, action string, args []string, group *int, candidate *string, force bool, switchoverLeader, scheduled *string) error {
 	name, err := a.clusterName(args)
 	if err != nil {
 		return err
 	}
-	h, c, err := a.snapshot(ctx, name)
+	v, err := a.read(ctx, name, group)
 	if err != nil {
 		return err
 	}
 	a.out("Current cluster topology")
-	a.outputMembers(a.Stdout, c, name, false, fmtPretty)
+	a.outputMembers(a.Stdout, v, false, fmtPretty)
+	if v.allGroups() {
+		if force {
+			return errCitusGroupRequired
+		}
+		g, err := a.promptGroup()
+		if err != nil {
+			return err
+		}
+		if v, err = a.read(ctx, name, &g); err != nil {
+			return err
+		}
+	}
+	h, c := v.h, v.c
 
 	clusterLeader := leaderName(c)
 	fromLeader := ""
@@ -770,8 +816,8 @@ func (a *App) failoverOrSwitchover(ctx context.Context, action string, args []st
 			a.failure("%s %s, details: %d, %s", titleWord(action), result, r.Status, r.text())
 			return errFailed
 		}
-		if _, nc, err := a.snapshot(ctx, name); err == nil {
-			c = nc
+		if nv, err := a.read(ctx, name, v.group); err == nil {
+			v = nv
 		}
 		a.out("%s %s", a.timestamp(6), r.text())
 	} else {
@@ -784,7 +830,7 @@ func (a *App) failoverOrSwitchover(ctx context.Context, action string, args []st
 			return err
 		}
 	}
-	a.outputMembers(a.Stdout, c, name, false, fmtPretty)
+	a.outputMembers(a.Stdout, v, false, fmtPretty)
 	return nil
 }
 
@@ -819,12 +865,17 @@ func (a *App) flushCommand() *cobra.Command {
 			}
 			ctx := cmd.Context()
 			target := args[len(args)-1]
-			name, names, h, c, err := a.clusterAndMembers(ctx, args[:len(args)-1])
+			group, err := a.groupOption(cmd, false)
 			if err != nil {
 				return err
 			}
+			names, v, err := a.clusterAndMembers(ctx, args[:len(args)-1], group)
+			if err != nil {
+				return err
+			}
+			name, h, c := v.name, v.h, v.c
 			if target == "restart" {
-				members, err := a.getMembers(c, name, names, role, force, "flush", true)
+				members, err := a.getMembers(v, names, role, force, "flush", true)
 				if err != nil {
 					return err
 				}
@@ -880,6 +931,7 @@ func (a *App) flushCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&role, "role", "r", "any", "flush only members with this role: "+strings.Join(roleChoices, ", "))
 	cmd.Flags().BoolVar(&force, "force", false, "do not ask for confirmation at any point")
+	addGroupFlag(cmd, false)
 	return cmd
 }
 
@@ -894,10 +946,15 @@ func (a *App) pauseCommand(pause bool) *cobra.Command {
 		Short: short,
 		Args:  maxArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.togglePause(cmd.Context(), args, pause, wait)
+			group, err := a.groupOption(cmd, true)
+			if err != nil {
+				return err
+			}
+			return a.togglePause(cmd.Context(), args, group, pause, wait)
 		},
 	}
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the new state is applied on all nodes")
+	addGroupFlag(cmd, true)
 	return cmd
 }
 
@@ -908,15 +965,16 @@ func pauseWords(pause bool) (verb, done string) {
 	return "resume", "resumed"
 }
 
-func (a *App) togglePause(ctx context.Context, args []string, pause, wait bool) error {
+func (a *App) togglePause(ctx context.Context, args []string, group *int, pause, wait bool) error {
 	name, err := a.clusterName(args)
 	if err != nil {
 		return err
 	}
-	_, c, err := a.snapshot(ctx, name)
+	v, err := a.read(ctx, name, group)
 	if err != nil {
 		return err
 	}
+	c := v.c
 	if c.Paused() == pause {
 		if pause {
 			return fmt.Errorf("Cluster is already paused")

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -231,16 +232,21 @@ func (a *App) clusterName(args []string) (string, error) {
 	return s.Scope, nil
 }
 
-// handle returns the etcd handle of a cluster, made once per scope.
-func (a *App) handle(scope string) (*dcs.Etcd, error) {
-	if h, ok := a.handles[scope]; ok {
+// handle returns the etcd handle of a cluster, or of one Citus group of
+// it (group not nil), made once per scope and group.
+func (a *App) handle(scope string, group *int) (*dcs.Etcd, error) {
+	key := scope
+	if group != nil {
+		key += "\x00" + strconv.Itoa(*group)
+	}
+	if h, ok := a.handles[key]; ok {
 		return h, nil
 	}
 	s, err := a.load()
 	if err != nil {
 		return nil, err
 	}
-	h, err := dcs.New(dcs.Options{
+	opts := dcs.Options{
 		Endpoints:   s.Endpoints,
 		Username:    s.EtcdUser,
 		Password:    s.EtcdPass,
@@ -251,30 +257,19 @@ func (a *App) handle(scope string) (*dcs.Etcd, error) {
 		Scope:       scope,
 		DialTimeout: a.EtcdTimeout,
 		Logger:      slog.New(slog.NewTextHandler(a.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
+	}
+	if group != nil {
+		opts.Citus, opts.Group = true, *group
+	}
+	h, err := dcs.New(opts)
 	if err != nil {
 		return nil, err
 	}
 	if a.handles == nil {
 		a.handles = make(map[string]*dcs.Etcd)
 	}
-	a.handles[scope] = h
+	a.handles[key] = h
 	return h, nil
-}
-
-// snapshot reads the whole cluster from etcd.
-func (a *App) snapshot(ctx context.Context, scope string) (*dcs.Etcd, *dcs.Cluster, error) {
-	h, err := a.handle(scope)
-	if err != nil {
-		return nil, nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, a.EtcdTimeout)
-	defer cancel()
-	c, err := h.Snapshot(ctx)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w (etcd at %s)", err, strings.Join(a.settings.Endpoints, ","))
-	}
-	return h, c, nil
 }
 
 func (a *App) out(format string, args ...any) {

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/pgwarden/pgwarden/config"
@@ -45,6 +46,12 @@ type settings struct {
 	RestCACert   string
 	RestCert     string
 	RestKey      string
+
+	// Citus is set when the file has a citus section: the cluster's keys
+	// are then under <namespace><scope>/<group>/, one folder per Citus
+	// group. CitusGroup is the section's group (nil when it gives none).
+	Citus      bool
+	CitusGroup *int
 }
 
 // globalFlags are the root command's persistent flags.
@@ -128,6 +135,10 @@ func (s *settings) fromFile(path string, data []byte, lookup func(string) (strin
 		s.CACert, s.Cert, s.Key = cfg.Etcd3.CACert, cfg.Etcd3.Cert, cfg.Etcd3.Key
 		if a := cfg.RestAPI.Authentication; a != nil {
 			s.RestUser, s.RestPassword, s.RestAuth = a.Username, a.Password, true
+		}
+		if cfg.Citus != nil {
+			g := cfg.Citus.Group
+			s.Citus, s.CitusGroup = true, &g
 		}
 	} else {
 		if raw == nil {
@@ -232,6 +243,21 @@ func (s *settings) lenient(raw map[string]any, lookup func(string) (string, bool
 	}
 	if v, ok := env("RESTAPI_PASSWORD"); ok {
 		s.RestPassword, s.RestAuth = v, true
+	}
+	if c, ok := raw["citus"].(map[string]any); ok {
+		s.Citus = true
+		if g, ok := normalize(c["group"]).(int64); ok {
+			n := int(g)
+			s.CitusGroup = &n
+		}
+	}
+	if v, ok := env("CITUS_GROUP"); ok {
+		if g, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+			s.Citus, s.CitusGroup = true, &g
+		}
+	}
+	if _, ok := env("CITUS_DATABASE"); ok {
+		s.Citus = true
 	}
 }
 

@@ -36,8 +36,9 @@ func checkFormat(f string) error {
 // print_output: json and yaml as a list of objects (without the empty cells
 // when header is set, i.e. for the members table), tsv with a header line,
 // pretty and topology as a table whose top border carries header. For the
-// members table (first column "Cluster") the cluster column is left out of
-// the table and the tags are written as YAML.
+// members table (first column "Cluster") the cluster column (and the Citus
+// group column when the title names the group) is left out of the table
+// and the tags are written as YAML.
 func printOutput(w io.Writer, columns []string, rows [][]any, align map[string]byte, format, header string) {
 	switch format {
 	case fmtJSON, fmtYAML, fmtYML:
@@ -98,10 +99,16 @@ func printOutput(w io.Writer, columns []string, rows [][]any, align map[string]b
 		return
 	}
 	if listCluster {
-		columns = columns[1:]
+		// The cluster name, and the Citus group when the title names it.
+		skip := 1
+		if strings.Contains(header, " (group: ") {
+			skip = 2
+		}
+		skip = min(skip, len(columns))
+		columns = columns[skip:]
 		trimmed := make([][]any, len(rows))
 		for i, r := range rows {
-			trimmed[i] = r[1:]
+			trimmed[i] = r[min(skip, len(r)):]
 		}
 		rows = trimmed
 	}

@@ -2,6 +2,7 @@ package restapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pgwarden/pgwarden/dcs"
 	"github.com/pgwarden/pgwarden/status"
@@ -207,12 +209,60 @@ func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	writeJSON(w, http.StatusOK, func(b []byte) []byte { return appendCluster(b, n) })
+	if s.citusGroups == nil {
+		writeJSON(w, http.StatusOK, func(b []byte) []byte { return appendCluster(b, n) })
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), citusGroupsTimeout)
+	defer cancel()
+	groups, _, err := s.citusGroups(ctx)
+	if err != nil {
+		s.log.Warn("GET /cluster: reading the Citus groups failed", "error", err)
+		plainError(w, http.StatusServiceUnavailable, "could not read the Citus groups: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, func(b []byte) []byte { return appendCitusCluster(b, n, groups) })
 }
+
+// citusGroupsTimeout bounds the read of every Citus group for GET /cluster.
+const citusGroupsTimeout = 5 * time.Second
 
 // appendCluster appends the /cluster document for n's cluster snapshot.
 func appendCluster(b []byte, n *status.Node) []byte {
-	c := n.Cluster
+	b = append(b, '{')
+	b = appendKey(b, "members")
+	b = append(b, '[')
+	b = appendMembers(b, n.Cluster, nil)
+	b = append(b, ']')
+	return appendClusterTail(b, n)
+}
+
+// appendCitusCluster appends the /cluster document of a member of a
+// Citus cluster: the members of every group, sorted by group and name,
+// each with its "group"; the other fields are those of the member's own
+// cluster, as appendCluster writes them.
+func appendCitusCluster(b []byte, n *status.Node, groups map[int]*dcs.Cluster) []byte {
+	keys := make([]int, 0, len(groups))
+	for g := range groups {
+		keys = append(keys, g)
+	}
+	slices.Sort(keys)
+	b = append(b, '{')
+	b = appendKey(b, "members")
+	b = append(b, '[')
+	for _, g := range keys {
+		if c := groups[g]; c != nil {
+			b = appendMembers(b, c, &g)
+		}
+	}
+	b = append(b, ']')
+	return appendClusterTail(b, n)
+}
+
+// appendMembers appends to a JSON list the member objects of cluster c,
+// sorted by name, each member's role and lag computed against c's leader
+// and optime; with group, each object ends with "group".
+func appendMembers(b []byte, c *dcs.Cluster, group *int) []byte {
 	leader := ""
 	if c.Leader != nil {
 		leader = c.Leader.Name
@@ -225,18 +275,15 @@ func appendCluster(b []byte, n *status.Node) []byte {
 	}
 	slices.SortStableFunc(members, func(x, y *dcs.Member) int { return strings.Compare(x.Name, y.Name) })
 
-	b = append(b, '{')
-	b = appendKey(b, "members")
-	b = append(b, '[')
-	for i, m := range members {
-		if i > 0 {
+	for _, m := range members {
+		if b[len(b)-1] != '[' {
 			b = append(b, ',')
 		}
 		isLeader := m.Name == leader
 		role := "replica"
 		if isLeader {
 			role = "leader"
-		} else if syncModeOn(n.Cluster) && n.Cluster.SyncState.Names(m.Name) {
+		} else if syncModeOn(c) && c.SyncState.Names(m.Name) {
 			role = "sync_standby"
 		}
 		state := m.State
@@ -281,9 +328,19 @@ func appendCluster(b []byte, n *status.Node) []byte {
 			b = appendLag(b, "replay_", optional(m.ReplayLSN), optime)
 			b = appendLag(b, "", m.XLogLocation, optime)
 		}
+		if group != nil {
+			b = appendKey(b, "group")
+			b = appendInt(b, int64(*group))
+		}
 		b = append(b, '}')
 	}
-	b = append(b, ']')
+	return b
+}
+
+// appendClusterTail appends the fields of /cluster after the members, of
+// n's own cluster, and closes the document.
+func appendClusterTail(b []byte, n *status.Node) []byte {
+	c := n.Cluster
 	if n.Paused {
 		b = appendKey(b, "pause")
 		b = appendBool(b, true)

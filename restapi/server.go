@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/dcs"
 	"github.com/pgwarden/pgwarden/status"
 )
 
@@ -45,6 +46,11 @@ type Options struct {
 	// Citus, on a Citus coordinator, takes the workers' POST /citus
 	// events. Nil: POST /citus answers 503.
 	Citus CitusEvents
+	// CitusGroups, on a member of a Citus cluster, reads every Citus
+	// group (group -> its cluster, and the read's revision), for GET
+	// /cluster to show the members of every group. Nil: GET /cluster shows
+	// the members of the last snapshot of the member's own cluster.
+	CitusGroups func(ctx context.Context) (map[int]*dcs.Cluster, int64, error)
 }
 
 // Timeouts of the HTTP server. Health checks are tiny requests; the limits
@@ -64,6 +70,8 @@ type Server struct {
 	now   func() time.Time
 	ops   Operations
 	citus CitusEvents
+	// citusGroups reads every Citus group for GET /cluster (nil: not Citus).
+	citusGroups func(ctx context.Context) (map[int]*dcs.Cluster, int64, error)
 
 	// pollInterval and pollWindow override how often and for how long a
 	// switchover's outcome is polled (0: defaultPollInterval, and
@@ -88,12 +96,13 @@ type Server struct {
 // New builds a Server. It does not listen; call Serve or ListenAndServe.
 func New(opts Options) *Server {
 	s := &Server{
-		board:   opts.Board,
-		log:     opts.Logger,
-		now:     opts.Now,
-		ops:     opts.Ops,
-		citus:   opts.Citus,
-		allowed: make(map[string][]string),
+		board:       opts.Board,
+		log:         opts.Logger,
+		now:         opts.Now,
+		ops:         opts.Ops,
+		citus:       opts.Citus,
+		citusGroups: opts.CitusGroups,
+		allowed:     make(map[string][]string),
 	}
 	if s.board == nil {
 		s.board = new(status.Board)
