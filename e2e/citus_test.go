@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -380,6 +382,7 @@ func TestCitusStandin(t *testing.T) {
 	}{w2, others(c, 2, w2)}
 	waitDist(t, c, co, want, 20*time.Second)
 	t.Logf("new worker group 2 registered: %s", describeDistNow(c, co))
+	checkCitusListings(t, c)
 
 	execDB(t, c, w1, "citus", "CREATE TABLE citus_e2e (id bigserial PRIMARY KEY, v int)")
 	waitTableOn(t, c, others(c, 1, w1)[0], "citus_e2e")
@@ -423,9 +426,10 @@ func TestCitusStandin(t *testing.T) {
 	stm = startStandinStatements(c, co, 1)
 	time.Sleep(300 * time.Millisecond)
 	swStart := time.Now()
-	code, msg := callAPI(t, c, cand, "POST", "/switchover", fmt.Sprintf(`{"leader":%q,"candidate":%q}`, c.Nodes[cand].Name, c.Nodes[w1].Name))
-	if code != 200 {
-		t.Fatalf("POST /switchover = %d %q", code, msg)
+	out, err := runPatronictl(pgwardenctl(t), "-c", c.Nodes[co].ConfigPath, "switchover", "--group", "1",
+		"--leader", c.Nodes[cand].Name, "--candidate", c.Nodes[w1].Name, "--force")
+	if err != nil {
+		t.Fatalf("pgwardenctl switchover --group 1: %v\n%s", err, out)
 	}
 	rowAt = primaryRowAt(t, c, co, 1, w1, 30*time.Second)
 	time.Sleep(500 * time.Millisecond)
@@ -553,4 +557,90 @@ func waitTableOn(t *testing.T, c *launcher.Cluster, i int, table string) {
 		}
 		return ""
 	})
+}
+
+func pgwardenctl(t *testing.T) string {
+	bin, err := filepath.Abs(filepath.Join(filepath.Dir(binary), "pgwardenctl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// checkCitusListings: GET /cluster and `pgwardenctl list` show every
+// group, and `patronictl list` (when installed) shows the same rows.
+func checkCitusListings(t *testing.T, c *launcher.Cluster) {
+	t.Helper()
+	w := c.GroupNodes(1)[0]
+	code, body := callAPI(t, c, w, "GET", "/cluster", "")
+	if code != 200 {
+		t.Fatalf("GET /cluster = %d %s", code, body)
+	}
+	var doc struct {
+		Members []struct {
+			Name  string `json:"name"`
+			Group *int   `json:"group"`
+		} `json:"members"`
+	}
+	if err := json.Unmarshal([]byte(body), &doc); err != nil {
+		t.Fatalf("GET /cluster: %v\n%s", err, body)
+	}
+	var got []string
+	for _, m := range doc.Members {
+		g := -1
+		if m.Group != nil {
+			g = *m.Group
+		}
+		got = append(got, fmt.Sprintf("%d/%s", g, m.Name))
+	}
+	var want []string
+	for _, n := range c.Nodes {
+		want = append(want, fmt.Sprintf("%d/%s", n.Group, n.Name))
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("GET /cluster on a worker lists %v, want %v", got, want)
+	}
+
+	rows := func(out string) []string {
+		var rs []map[string]any
+		if err := json.Unmarshal([]byte(out), &rs); err != nil {
+			t.Fatalf("list -f json: %v\n%s", err, out)
+		}
+		var keys []string
+		for _, r := range rs {
+			keys = append(keys, fmt.Sprintf("%v/%v/%v/%v", r["Group"], r["Member"], r["Host"], r["Role"]))
+		}
+		return keys
+	}
+	cfg := c.Nodes[c.GroupNodes(0)[0]].ConfigPath
+	ours, err := runPatronictl(pgwardenctl(t), "-c", cfg, "list", "-f", "json")
+	if err != nil {
+		t.Fatalf("pgwardenctl list: %v\n%s", err, ours)
+	}
+	if got := rows(ours); len(got) != len(c.Nodes) || !strings.HasPrefix(got[0], "0/") || !strings.HasPrefix(got[len(got)-1], "2/") {
+		t.Errorf("pgwardenctl list -f json: %v", got)
+	}
+	table, _ := runPatronictl(pgwardenctl(t), "-c", cfg, "list")
+	t.Logf("pgwardenctl list:\n%s", table)
+	bin, err := exec.LookPath("patronictl")
+	if err != nil {
+		fmt.Println("SKIP: patronictl not installed (Debian package patroni): Citus list not compared")
+		return
+	}
+	pcfg := writePatronictlConfig(t, c)
+	f, err := os.OpenFile(pcfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "citus:\n  group: 0\n  database: citus\n")
+	f.Close()
+	theirs, err := runPatronictl(bin, "-c", pcfg, "list", "-f", "json")
+	if err != nil {
+		t.Fatalf("patronictl list: %v\n%s", err, theirs)
+	}
+	if a, b := rows(ours), rows(theirs); strings.Join(a, " ") != strings.Join(b, " ") {
+		t.Errorf("pgwardenctl and patronictl list differ:\n ours   %v\n theirs %v", a, b)
+	}
+	ptable, _ := runPatronictl(bin, "-c", pcfg, "list")
+	t.Logf("patronictl list:\n%s", ptable)
 }

@@ -156,7 +156,9 @@ func serve(cfg *config.Config, path string, log *slog.Logger, level *slog.LevelV
 		RemoveOnDiverged:      cfg.PostgreSQL.RemoveDataDirectoryOnDivergedTimelines,
 	}
 	var events restapi.CitusEvents
+	var citusGroups func(context.Context) (map[int]*dcs.Cluster, int64, error)
 	if cn != nil {
+		citusGroups = d.SnapshotGroups
 		hc.Citus, hc.CitusGroup = cn, cfg.Citus.Group
 		if cn.coord != nil {
 			events = cn.coord
@@ -166,7 +168,7 @@ func serve(cfg *config.Config, path string, log *slog.Logger, level *slog.LevelV
 
 	reloadFn := func() error { return reload(path, cfg, log, level, loop) }
 	api := restapi.New(restapi.Options{Board: board, Auth: cfg.RestAPI.Authentication, Logger: log,
-		Ops: operations{Loop: loop, reload: reloadFn}, Citus: events})
+		Ops: operations{Loop: loop, reload: reloadFn}, Citus: events, CitusGroups: citusGroups})
 	ln, err := net.Listen("tcp", cfg.RestAPI.Listen)
 	if err != nil {
 		return fmt.Errorf("restapi.listen %s: %w", cfg.RestAPI.Listen, err)
