@@ -7,8 +7,15 @@ func TestCitusSection(t *testing.T) {
 	if c.Citus == nil || c.Citus.Group != 2 || c.Citus.Database != "citus" || c.Citus.RegisterSecondaries || c.Citus.IsCoordinator() {
 		t.Fatalf("Citus = %+v", c.Citus)
 	}
-	if c := mustParse(t, doc(nil)); c.Citus != nil {
-		t.Fatalf("no citus section read as %+v", c.Citus)
+	if !c.Bootstrap.DCS.SynchronousMode || c.Bootstrap.DCS.Raw["synchronous_mode"] != true {
+		t.Errorf("a Citus node's bootstrap.dcs.synchronous_mode defaults to %v (raw %v), want true", c.Bootstrap.DCS.SynchronousMode, c.Bootstrap.DCS.Raw)
+	}
+	if c := mustParse(t, doc(map[string]string{"citus": "citus:\n  group: 2\n  database: citus\n",
+		"bootstrap": "bootstrap:\n  dcs:\n    synchronous_mode: false\n"})); c.Bootstrap.DCS.SynchronousMode {
+		t.Errorf("an explicit synchronous_mode: false was overridden")
+	}
+	if c := mustParse(t, doc(nil)); c.Citus != nil || c.Bootstrap.DCS.SynchronousMode {
+		t.Fatalf("no citus section read as %+v (synchronous_mode %v)", c.Citus, c.Bootstrap.DCS.SynchronousMode)
 	}
 	// The environment can make a node a Citus node, as PATRONI_CITUS_* do.
 	c, err := ParseWithEnv([]byte(doc(nil)), "test.yml", envOf(map[string]string{"PGWARDEN_CITUS_GROUP": "0", "PGWARDEN_CITUS_DATABASE": "db1"}))

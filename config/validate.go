@@ -63,6 +63,16 @@ func (l *loader) finish() {
 		if c.Citus.Database == "" {
 			l.errorf("citus.database", "required in a Citus cluster: the database that holds the citus extension, the same on every node")
 		}
+		// As Patroni does for Citus (it picks quorum, which pgwarden does
+		// not have): synchronous replication unless the file says otherwise,
+		// since an asynchronous failover can lose a worker's PREPARE.
+		if _, set := c.Bootstrap.DCS.Raw["synchronous_mode"]; !set {
+			if c.Bootstrap.DCS.Raw == nil {
+				c.Bootstrap.DCS.Raw = map[string]any{}
+			}
+			c.Bootstrap.DCS.Raw["synchronous_mode"] = true
+			c.Bootstrap.DCS.SynchronousMode = true
+		}
 	}
 
 	for _, e := range c.Bootstrap.DCS.check() {

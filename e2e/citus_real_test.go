@@ -215,7 +215,8 @@ func logCitusLines(t *testing.T, c *launcher.Cluster) {
 			continue
 		}
 		for _, line := range strings.Split(string(b), "\n") {
-			if strings.Contains(line, "citus: ") || strings.Contains(line, "role change") {
+			if strings.Contains(line, "citus: ") || strings.Contains(line, "role change") || strings.Contains(line, "decision") ||
+				strings.Contains(line, "synchronous_standby_names") || strings.Contains(line, "took the leader") {
 				t.Logf("%s | %s", n.Name, line)
 			}
 		}

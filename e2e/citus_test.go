@@ -437,6 +437,9 @@ func TestCitusStandin(t *testing.T) {
 	n, fails, longest, ferr = summarize(rs, swStart.Add(-time.Second), time.Now())
 	t.Logf("MEASURED citus worker switchover (stand-in): pg_dist_node switched %s after the request; %d statements, %d failed (first: %v), longest statement (stall) %s",
 		rowAt.Sub(swStart).Round(time.Millisecond), n, fails, ferr, longest.Round(time.Millisecond))
+	if os.Getenv("PGWARDEN_E2E_CITUS_LOGS") != "" {
+		logCitusLines(t, c)
+	}
 	if fails > 0 {
 		t.Errorf("%d statements failed during a worker switchover, want none (first: %v)", fails, ferr)
 	}
@@ -634,13 +637,22 @@ func checkCitusListings(t *testing.T, c *launcher.Cluster) {
 	}
 	fmt.Fprintf(f, "citus:\n  group: 0\n  database: citus\n")
 	f.Close()
-	theirs, err := runPatronictl(bin, "-c", pcfg, "list", "-f", "json")
-	if err != nil {
-		t.Fatalf("patronictl list: %v\n%s", err, theirs)
-	}
-	if a, b := rows(ours), rows(theirs); strings.Join(a, " ") != strings.Join(b, " ") {
-		t.Errorf("pgwardenctl and patronictl list differ:\n ours   %v\n theirs %v", a, b)
-	}
+	// Both read etcd at their own moment: the sync key of the group just
+	// added may change between the two; compare until they agree.
+	testutil.Eventually(t, 15*time.Second, "pgwardenctl and patronictl list the same rows", func() string {
+		theirs, err := runPatronictl(bin, "-c", pcfg, "list", "-f", "json")
+		if err != nil {
+			return fmt.Sprintf("patronictl list: %v\n%s", err, theirs)
+		}
+		ours, err := runPatronictl(pgwardenctl(t), "-c", cfg, "list", "-f", "json")
+		if err != nil {
+			return fmt.Sprintf("pgwardenctl list: %v\n%s", err, ours)
+		}
+		if a, b := rows(ours), rows(theirs); strings.Join(a, " ") != strings.Join(b, " ") {
+			return fmt.Sprintf("differ:\n ours   %v\n theirs %v", a, b)
+		}
+		return ""
+	})
 	ptable, _ := runPatronictl(bin, "-c", pcfg, "list")
 	t.Logf("patronictl list:\n%s", ptable)
 }

@@ -123,11 +123,14 @@ func (l *Loop) perform(ctx context.Context, a Action, o Observation, reason stri
 		l.renewedAt = start
 		l.guard.Arm(start.Add(l.settings.TTL-safetyMargin(l.settings.TTL)), l.now())
 		l.citusNotify(ctx, citusBeforePromote)
+		promoteStart := l.now()
 		if err := l.pg.Promote(ctx, 60*time.Second); err != nil {
 			return false, fmt.Errorf("promoting: %w", err)
 		}
+		took := l.now().Sub(promoteStart)
 		l.citusNotify(ctx, citusAfterPromote)
-		l.log.Warn("role change: promoted to primary", "reason", reason, "timeline_before", o.PG.Timeline, "wal", dcs.FormatLSN(o.PG.WALPosition))
+		l.log.Warn("role change: promoted to primary", "reason", reason, "timeline_before", o.PG.Timeline, "wal", dcs.FormatLSN(o.PG.WALPosition),
+			"promote_took", took.Round(time.Millisecond))
 		l.mem.Upstream = ""
 		l.mem.NotStreamingSince = time.Time{}
 		return true, nil

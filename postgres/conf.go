@@ -42,10 +42,12 @@ var managedDefaults = []confSetting{
 	{"wal_keep_size", "128MB"},
 	{"max_connections", "100"},
 	// PostgreSQL 15's startup process can sleep this long after a promote
-	// request while no WAL source answers (the old primary just died), and
-	// a standby retries a missing replication slot this often: the default
-	// 5s would be added to failovers.
-	{"wal_retrieve_retry_interval", "500ms"},
+	// request while no WAL source answers (the old primary just stopped or
+	// died), and a standby retries a missing replication slot this often:
+	// the default 5s would be added to failovers, and 500ms was seen added
+	// to a switchover's promotion (and so to the Citus worker stall). At
+	// most 5 "could not connect" log lines a second while no primary runs.
+	{"wal_retrieve_retry_interval", "200ms"},
 	// A standby reports its flush position at least this often: commits
 	// waiting for a standby that has just become synchronous (and had
 	// already flushed their WAL) are released within a second, not ten.

@@ -366,7 +366,32 @@ func (i *Instance) Promote(ctx context.Context, timeout time.Duration) error {
 			promoted = true
 			return nil
 		}
-		return c.QueryRow(ctx, fmt.Sprintf("SELECT pg_promote(true, %d)", secs)).Scan(&promoted)
+		// pg_promote(true) looks every 100 ms whether recovery ended: ask
+		// without waiting and look every 5 ms instead, which takes up to
+		// ~90 ms off every promotion.
+		var asked bool
+		if err := c.QueryRow(ctx, "SELECT pg_promote(false)").Scan(&asked); err != nil {
+			return err
+		}
+		if !asked {
+			return errors.New("pg_promote refused to signal the promotion")
+		}
+		deadline := time.Now().Add(time.Duration(secs) * time.Second)
+		for time.Now().Before(deadline) {
+			if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+				return err
+			}
+			if !inRecovery {
+				promoted = true
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("promote: %w", err)
