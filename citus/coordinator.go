@@ -91,7 +91,6 @@ type Coordinator struct {
 
 type inflight struct {
 	group    int
-	tables   bool // the group's distributed tables are locked
 	event    string
 	deadline time.Time
 	started  time.Time
@@ -537,6 +536,14 @@ func (c *Coordinator) event(ctx context.Context, ev Event) error {
 		}
 		c.inflight = &inflight{group: ev.Group, started: start}
 		inTx = true
+		// The tables first, then (citus_update_node) the shard metadata
+		// locks: a distributed statement takes them in that order too, so
+		// the other order could deadlock with one.
+		if n, err := lockGroupTables(ectx, conn, ev.Group, cooldown); err != nil {
+			c.o.Log.Warn("citus: could not lock the group's distributed tables; reads may fail until the new primary is in", "group", ev.Group, "err", err)
+		} else if n > 0 {
+			c.o.Log.Info("citus: holding reads of the group's distributed tables too", "group", ev.Group, "tables", n)
+		}
 	}
 	rows, err := readRows(ectx, conn)
 	if err != nil {
@@ -554,14 +561,6 @@ func (c *Coordinator) event(ctx context.Context, ev Event) error {
 		c.o.Log.Error("citus: changing pg_dist_node for a worker's event failed", "event", ev.Type, "group", ev.Group, "err", err)
 		c.fail()
 		return err
-	}
-	if ev.Type != AfterPromote && !c.inflight.tables {
-		c.inflight.tables = true
-		if n, err := lockGroupTables(ectx, conn, ev.Group, cooldown); err != nil {
-			c.o.Log.Warn("citus: could not lock the group's distributed tables; reads may fail until the new primary is in", "group", ev.Group, "err", err)
-		} else if n > 0 {
-			c.o.Log.Info("citus: holding reads of the group's distributed tables too", "group", ev.Group, "tables", n)
-		}
 	}
 	if ev.Type != AfterPromote {
 		c.inflight.event = ev.Type

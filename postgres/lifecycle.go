@@ -141,7 +141,11 @@ func (i *Instance) Basebackup(ctx context.Context, from ConnInfo) error {
 		"-U", i.s.Replication.Username, "--no-password",
 	}
 	i.log.Info("running pg_basebackup", "from", from.String(), "data_dir", i.s.DataDir)
-	_, _, err := i.run(ctx, "pg_basebackup", args, "PGPASSFILE="+i.s.PgPass, "PGAPPNAME="+i.s.Name)
+	_, _, err := i.run(ctx, "pg_basebackup", args, "PGPASSFILE="+i.s.PgPass,
+		// Not the member's name: the source would take the backup's WAL
+		// stream for that member streaming, and could count its
+		// acknowledgements as a synchronous standby's.
+		"PGAPPNAME=pgwarden basebackup for "+i.s.Name)
 	if err != nil {
 		if cerr := emptyDir(i.s.DataDir); cerr != nil {
 			i.log.Error("cleaning up after failed pg_basebackup", "data_dir", i.s.DataDir, "err", cerr)

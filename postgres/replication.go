@@ -95,7 +95,9 @@ func caseIgnorable(r rune) bool {
 	return unicode.In(r, unicode.Mn, unicode.Me, unicode.Cf, unicode.Lm, unicode.Sk)
 }
 
-// ReplicationSlots lists the local server's replication slots.
+// ReplicationSlots lists the local server's replication slots, except
+// temporary ones: those belong to a session (pg_basebackup streaming WAL
+// for a clone, say) and go with it; dropping one would kill that session.
 func (i *Instance) ReplicationSlots(ctx context.Context) ([]Slot, error) {
 	var slots []Slot
 	err := i.withConn(ctx, func(ctx context.Context, c *pgx.Conn) error {
@@ -104,7 +106,7 @@ func (i *Instance) ReplicationSlots(ctx context.Context) ([]Slot, error) {
 SELECT slot_name::text, slot_type, active, coalesce(active_pid, 0),
   coalesce((restart_lsn - '0/0')::bigint, 0),
   coalesce((confirmed_flush_lsn - '0/0')::bigint, 0)
-FROM pg_replication_slots ORDER BY slot_name`)
+FROM pg_replication_slots WHERE NOT temporary ORDER BY slot_name`)
 		if err != nil {
 			return err
 		}

@@ -115,6 +115,20 @@ func TestSlotsAndSync(t *testing.T) {
 		t.Fatalf("standby's postgresql.conf (%v):\n%s", err, conf)
 	}
 
+	// A temporary slot (pg_basebackup's, for one) is a session's own: it is
+	// not listed, so that nothing drops it under a running clone.
+	tmp, err := p.connect(ctx, p.s.ConnectHost, p.s.Port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tmp.Close(context.Background())
+	if _, err := tmp.Exec(ctx, "SELECT pg_create_physical_replication_slot('pg_basebackup_42', true, true)"); err != nil {
+		t.Fatal(err)
+	}
+	if sl, ok := findSlot(t, p, "pg_basebackup_42"); ok {
+		t.Fatalf("a temporary slot is listed: %+v", sl)
+	}
+
 	// A slot that reserves no WAL, and advancing one that does.
 	if err := p.CreatePhysicalSlot(ctx, "lazy", false); err != nil {
 		t.Fatal(err)
