@@ -86,6 +86,7 @@ type Coordinator struct {
 	leading  bool
 	conn     *pgx.Conn
 	inflight *inflight
+	pending  []coordReq // events of other groups waiting for the one in flight
 	lastErr  string
 }
 
@@ -97,6 +98,7 @@ type inflight struct {
 }
 
 type coordReq struct {
+	ctx   context.Context // the sender's: it may give up while the event waits
 	event *Event
 	reply chan error
 }
@@ -127,12 +129,13 @@ func (c *Coordinator) SetLeading(_ context.Context, v bool) {
 }
 
 // HandleEvent hands a worker's event to the coordinator and waits until it
-// has been carried out (the metadata locks are held, or released).
+// has been carried out (the metadata locks are held, or released). While
+// another group changes primary, the event waits for that one to finish.
 func (c *Coordinator) HandleEvent(ctx context.Context, ev Event) error {
 	if err := ev.Check(); err != nil {
 		return err
 	}
-	r := coordReq{event: &ev, reply: make(chan error, 1)}
+	r := coordReq{ctx: ctx, event: &ev, reply: make(chan error, 1)}
 	select {
 	case c.reqs <- r:
 	case <-ctx.Done():
@@ -177,6 +180,12 @@ func (c *Coordinator) Run(ctx context.Context) {
 			dirty = c.syncLeading() || dirty
 		case r := <-c.reqs:
 			c.syncLeading()
+			if f := c.inflight; f != nil && f.group != r.event.Group && c.leading {
+				// Another group is changing primary: this one waits its
+				// turn (its sender waits for the answer).
+				c.pending = append(c.pending, r)
+				break
+			}
 			r.reply <- c.event(ctx, *r.event)
 			dirty = true
 		case <-t.C:
@@ -186,6 +195,15 @@ func (c *Coordinator) Run(ctx context.Context) {
 		if f := c.inflight; f != nil && !c.o.Now().Before(f.deadline) {
 			c.o.Log.Warn("citus: the worker group did not finish changing primary in time; rolling back", "group", f.group, "event", f.event)
 			c.rollback("deadline passed")
+		}
+		for c.inflight == nil && len(c.pending) > 0 {
+			r := c.pending[0]
+			c.pending = c.pending[1:]
+			if r.ctx.Err() != nil {
+				continue // the sender went on without us
+			}
+			r.reply <- c.event(ctx, *r.event)
+			dirty = true
 		}
 		if dirty && c.leading && c.inflight == nil {
 			if err := c.reconcile(ctx); err != nil {

@@ -105,11 +105,12 @@ func TestCoordinator(t *testing.T) {
 	go func() { co.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	ev := func(typ, leader string, timeout float64) error {
+	evg := func(g int, typ, leader string, timeout float64) error {
 		c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		return co.HandleEvent(c, Event{Type: typ, Group: 1, Leader: leader, Timeout: timeout, Cooldown: 1})
+		return co.HandleEvent(c, Event{Type: typ, Group: g, Leader: leader, Timeout: timeout, Cooldown: 1})
 	}
+	ev := func(typ, leader string, timeout float64) error { return evg(1, typ, leader, timeout) }
 	if err := ev(BeforeDemote, "w1", 5); !errors.Is(err, ErrNotLeading) {
 		t.Fatalf("an event before leading: %v, want ErrNotLeading", err)
 	}
@@ -176,6 +177,37 @@ func TestCoordinator(t *testing.T) {
 		}
 		return ""
 	})
+
+	// Two groups changing primary at once: the second waits for the first.
+	fg.set(2, group("x1", member("x1", "x1", "primary", "")))
+	testutil.Eventually(t, 10*time.Second, "group 2 registered", func() string {
+		if got := rowsOf(t, dsn); got != "0 primary c1, 1 primary w2, 1 secondary w1, 2 primary x1" {
+			return got
+		}
+		return ""
+	})
+	if err := ev(BeforeDemote, "w2", 10); err != nil {
+		t.Fatal(err)
+	}
+	second := make(chan error, 1)
+	go func() { second <- evg(2, BeforeDemote, "x1", 10) }()
+	select {
+	case err := <-second:
+		t.Fatalf("group 2's before_demote answered (%v) while group 1 was changing primary", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := ev(AfterPromote, "w2", 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-second; err != nil {
+		t.Fatalf("group 2's before_demote after group 1's turn: %v", err)
+	}
+	if err := evg(2, AfterPromote, "x1", 10); err != nil {
+		t.Fatal(err)
+	}
+	if got := rowsOf(t, dsn); got != "0 primary c1, 1 primary w2, 1 secondary w1, 2 primary x1" {
+		t.Fatalf("after both groups' turns: %s", got)
+	}
 
 	// Losing the lead rolls back an open transaction.
 	if err := ev(BeforeDemote, "w2", 30); err != nil {
