@@ -88,7 +88,12 @@ type Coordinator struct {
 	inflight *inflight
 	pending  []coordReq // events of other groups waiting for the one in flight
 	lastErr  string
+	errSince time.Time // since when reconcile fails
+	warned   bool      // the lasting failure was logged as a warning
 }
+
+// errPatience is how long reconcile may fail before it is a warning.
+const errPatience = 10 * time.Second
 
 type inflight struct {
 	group    int
@@ -207,15 +212,28 @@ func (c *Coordinator) Run(ctx context.Context) {
 		}
 		if dirty && c.leading && c.inflight == nil {
 			if err := c.reconcile(ctx); err != nil {
-				if msg := err.Error(); msg != c.lastErr {
-					c.o.Log.Warn("citus: pg_dist_node not in step yet", "err", err)
-					c.lastErr = msg
+				// Right after a primary changed, Citus refuses to add or
+				// remove nodes until its metadata is synced again: that
+				// passes within seconds, so only a lasting error is a
+				// warning.
+				now := c.o.Now()
+				if c.lastErr == "" {
+					c.errSince = now
 				}
+				msg := err.Error()
+				switch {
+				case now.Sub(c.errSince) >= errPatience && !c.warned:
+					c.o.Log.Warn("citus: pg_dist_node not in step", "err", err, "for", now.Sub(c.errSince).Round(time.Second))
+					c.warned = true
+				case msg != c.lastErr:
+					c.o.Log.Info("citus: pg_dist_node not in step yet; trying again", "err", err)
+				}
+				c.lastErr = msg
 			} else {
 				if c.lastErr != "" {
 					c.o.Log.Info("citus: pg_dist_node in step again")
 				}
-				c.lastErr = ""
+				c.lastErr, c.warned = "", false
 				dirty = false
 			}
 		}
