@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -66,20 +68,10 @@ func rowsOf(t *testing.T, dsn string) string {
 	}
 	var out []string
 	for _, r := range rs {
-		out = append(out, strings.Join([]string{string(rune('0' + r.Group)), r.Role, r.Addr.Host}, " "))
+		out = append(out, strings.Join([]string{strconv.Itoa(r.Group), r.Role, r.Addr.Host}, " "))
 	}
-	return strings.Join(sortStrings(out), ", ")
-}
-
-func sortStrings(s []string) []string {
-	for i := range s {
-		for j := i + 1; j < len(s); j++ {
-			if s[j] < s[i] {
-				s[i], s[j] = s[j], s[i]
-			}
-		}
-	}
-	return s
+	sort.Strings(out)
+	return strings.Join(out, ", ")
 }
 
 // TestCoordinator drives the coordinator against the stand-in catalogue

@@ -14,14 +14,6 @@ import (
 	"github.com/pgwarden/pgwarden/launcher"
 )
 
-// citusInstalled reports whether the citus extension is available to this
-// machine's PostgreSQL 15 (it is then in pg_available_extensions).
-func citusInstalled() bool {
-	_, err1 := os.Stat("/usr/share/postgresql/15/extension/citus.control")
-	_, err2 := os.Stat("/usr/lib/postgresql/15/lib/citus.so")
-	return err1 == nil && err2 == nil
-}
-
 // startDistStatements runs, every 10 ms each, a single-row INSERT and a
 // multi-shard SELECT count(*) on the distributed table dist through the
 // coordinator node coord.
@@ -99,7 +91,7 @@ func summarizeKinds(rs []stmtResult, from, to time.Time) string {
 // worker failover under load, and a coordinator failover. It is skipped
 // when Citus is not installed (CI has no Citus package).
 func TestCitusReal(t *testing.T) {
-	if !citusInstalled() {
+	if ok, _ := launcher.CitusAvailable(""); !ok {
 		fmt.Println("SKIP TestCitusReal: the citus extension is not installed for PostgreSQL 15 (not in pg_available_extensions)")
 		t.Skip("citus is not installed")
 	}

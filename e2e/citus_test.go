@@ -656,3 +656,32 @@ func checkCitusListings(t *testing.T, c *launcher.Cluster) {
 	ptable, _ := runPatronictl(bin, "-c", pcfg, "list")
 	t.Logf("patronictl list:\n%s", ptable)
 }
+
+// A node with a citus section on a machine without Citus refuses to start,
+// saying what is missing, instead of bootstrapping over and over.
+func TestCitusMissingIsRefused(t *testing.T) {
+	dir := testutil.WorldTempDir(t, "pgw-nocitus-*")
+	bin := filepath.Join(dir, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// pg_config of an installation without Citus.
+	script := "#!/bin/sh\necho " + filepath.Join(dir, "lib") + "\necho " + filepath.Join(dir, "share") + "\n"
+	if err := os.WriteFile(filepath.Join(bin, "pg_config"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(validConfig, "  data_dir: /tmp/pgwarden-validate-config/data\n",
+		"  data_dir: "+filepath.Join(dir, "data")+"\n  bin_dir: "+bin+"\n", 1) + "\ncitus:\n  group: 1\n  database: citus\n"
+	p := filepath.Join(dir, "node.yml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runBinary(t, p)
+	if code != 1 || !strings.Contains(errOut, "Citus extension is not installed") || !strings.Contains(errOut, "citus.so is missing") {
+		t.Fatalf("exit code %d, stderr:\n%s", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data")); err == nil {
+		t.Errorf("a data directory was made although the node refused to start")
+	}
+	t.Logf("refused: %s", strings.TrimSpace(errOut))
+}

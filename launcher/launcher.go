@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pgwarden/pgwarden/citus"
 	"github.com/pgwarden/pgwarden/internal/etcdserver"
 	"github.com/pgwarden/pgwarden/internal/proc"
 	"github.com/pgwarden/pgwarden/internal/testutil"
@@ -690,19 +691,13 @@ func (c *Cluster) Table() string {
 }
 
 // CitusAvailable reports whether the Citus extension is installed for the
-// PostgreSQL in binDir (Debian's layout: <binDir>/../lib/citus.so and
-// /usr/share/postgresql/<major>/extension/citus.control), and if not, why.
+// PostgreSQL in binDir (default /usr/lib/postgresql/15/bin), and if not, why.
 func CitusAvailable(binDir string) (bool, string) {
 	if binDir == "" {
 		binDir = "/usr/lib/postgresql/15/bin"
 	}
-	lib := filepath.Join(filepath.Dir(binDir), "lib", "citus.so")
-	major := filepath.Base(filepath.Dir(binDir))
-	control := filepath.Join("/usr/share/postgresql", major, "extension", "citus.control")
-	for _, f := range []string{lib, control} {
-		if _, err := os.Stat(f); err != nil {
-			return false, f + " is missing"
-		}
+	if err := citus.Installed(binDir); err != nil {
+		return false, err.Error()
 	}
 	return true, ""
 }

@@ -103,6 +103,13 @@ func serve(cfg *config.Config, path string, log *slog.Logger, level *slog.LevelV
 	for _, k := range cfg.Unsupported {
 		log.Warn("configuration key accepted but not supported yet; it has no effect", "key", k)
 	}
+	if cfg.Citus != nil && cfg.Citus.StandinSQL == "" {
+		// PostgreSQL would not start without it (citus is preloaded), and
+		// a bootstrap would be retried over and over.
+		if err := citus.Installed(cfg.PostgreSQL.BinDir); err != nil {
+			return fmt.Errorf("citus section: %w; install Citus on every node of the Citus cluster", err)
+		}
+	}
 	d, err := dcs.New(dcs.Options{
 		Endpoints: cfg.Etcd3.Endpoints(),
 		Username:  cfg.Etcd3.Username, Password: cfg.Etcd3.Password,
